@@ -1,0 +1,127 @@
+"""The Python API: what the CLI calls, usable from notebooks and scripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from atso.checkpoints import load_model
+from atso.config import Config
+from atso.data.description import DatasetDescription
+from atso.data.images import image_size, read_image, read_mask, overlay, write_label_png, write_rgb_png
+from atso.data.samples import Sample
+from atso.errors import AtsoError
+from atso.evaluation.metrics import SegmentationScores
+from atso.inference.predictor import Predictor
+from atso.reporting.tables import diagnostics_table, generation_table
+from atso.running.run_dir import RunDirectory
+from atso.running.runner import Runner
+from atso.strategies.plan import Plan, build_compare_plan, build_plan
+from atso.training.trainer import resolve_device
+
+
+def make_plan(config: Config, compare: bool = False) -> Plan:
+    """The plan a config asks for (one strategy, or all four for a comparison)."""
+    ts = config.teacher_student
+    if compare:
+        return build_compare_plan(ts.generations, ts.folds, ts.final_labels)
+    return build_plan(ts.strategy, ts.generations, ts.folds, ts.final_labels)
+
+
+def preflight(runner: Runner) -> None:
+    """Read every labeled and test sample once, so bad input fails before any training starts."""
+    description = runner.description
+    split = runner.split
+    for sample in split.labeled + split.test:
+        image = read_image(sample.image)
+        read_mask(sample.mask, description, expected_size=image.shape[:2])  # type: ignore[arg-type]
+    for sample in split.reference:
+        image_size(sample.image)
+
+
+def run(
+    config: Config, out: str | Path, compare: bool = False, force: bool = False, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run (or resume) a strategy, or a comparison of all four, in ``out``; return the results.
+
+    Raises:
+        AtsoError: bad data or config, or ``out`` holds a run made with another config.
+    """
+    plan = make_plan(config, compare)
+    run_dir = RunDirectory(out)
+    runner = Runner(config, run_dir, plan, log=log)
+    preflight(runner)  # bad data fails before the run directory is touched
+    run_dir.prepare(config, compare=compare, force=force)
+    runner.run()
+    records = runner.records()
+    strategies = list(plan.strategies)
+    return {
+        "run_dir": str(run_dir.path),
+        "records": records,
+        "table": generation_table(records, strategies),
+        "diagnostics": diagnostics_table(records, strategies),
+        "final_models": {s: [str(run_dir.model_path(m)) for m in models] for s, models in plan.final_models().items()},
+    }
+
+
+def run_job(run_dir: str | Path, job_id: str, log: Callable[[str], None] = print) -> None:
+    """Run one job of an existing run directory (for schedulers that spread jobs over machines)."""
+    directory = RunDirectory(run_dir)
+    config = directory.load_config()
+    plan = make_plan(config, compare=directory.is_compare())
+    try:
+        plan.job(job_id)
+    except KeyError:
+        known = ", ".join(job.id for job in plan.jobs)
+        raise AtsoError(f"job '{job_id}' is not in the plan of {run_dir}; known jobs: {known}") from None
+    Runner(config, directory, plan, log=log).run(only=job_id)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    samples: list[Sample],
+    description: DatasetDescription | None = None,
+    input_size: tuple[int, int] | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Score a model file on samples with masks; predictions are resized back to each image's size."""
+    torch_device = resolve_device(device)
+    model, info = load_model(checkpoint, torch_device)
+    description = description or info.description
+    if description.num_classes != info.description.num_classes:
+        raise AtsoError(
+            f"{checkpoint}: model predicts {info.description.num_classes} classes but the description has "
+            f"{description.num_classes}; pass the description the model was trained with"
+        )
+    predictor = Predictor({"model": model}, input_size or info.input_size, torch_device, batch_size=batch_size)
+    scores = SegmentationScores(description.classes, description.ignore_index)
+    for sample, predictions in predictor.predict(samples, {"model": ["model"]}):
+        labels = predictions["model"].labels
+        truth = read_mask(sample.mask, description, expected_size=labels.shape)  # type: ignore[arg-type]
+        scores.add_case(labels, truth, sample.id)
+    return scores.summary()
+
+
+def predict_folder(
+    checkpoint: str | Path,
+    samples: list[Sample],
+    output: str | Path,
+    overlays: bool = False,
+    batch_size: int = 8,
+    device: str = "auto",
+) -> list[Path]:
+    """Write a class-index PNG with a palette per image, at the image's own size."""
+    torch_device = resolve_device(device)
+    model, info = load_model(checkpoint, torch_device)
+    palette = info.description.color_palette()
+    predictor = Predictor({"model": model}, info.input_size, torch_device, batch_size=batch_size)
+    output = Path(output)
+    written = []
+    for sample, predictions in predictor.predict(samples, {"model": ["model"]}):
+        labels = predictions["model"].labels
+        written.append(write_label_png(output / f"{sample.id}.png", labels, palette, info.description.ignore_index))
+        if overlays:
+            blended = overlay(read_image(sample.image), labels, palette, ignore_index=info.description.ignore_index)
+            write_rgb_png(output / f"{sample.id}_overlay.png", blended)
+    return written

@@ -1,0 +1,280 @@
+"""One typed, validated configuration: a YAML file plus ``--set key=value`` overrides."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from atso.errors import AtsoError
+
+STRATEGIES = ("supervised", "self-learning", "stso", "atso")
+IdPrefixes = list[str]  # module-level alias: SourceConfig has a field named ``list``
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourceConfig(_Section):
+    """Where samples come from: a CamVid-style split, an image folder (+ mask folder), or a list file."""
+
+    root: Path | None = Field(default=None, description="CamVid layout root holding SPLIT/ and SPLITannot/")
+    split: str | None = Field(default=None, description="split name under root, e.g. train, val, test")
+    images: Path | None = Field(default=None, description="folder of images")
+    masks: Path | None = Field(default=None, description="folder of masks with the images' stems")
+    mask_suffix: str = Field(default="", description="appended to an image's stem to name its mask")
+    list: Path | None = Field(default=None, description="list file: 'image [mask]' per line")
+    include: IdPrefixes = Field(default_factory=builtins.list, description="keep only sample ids starting with these")
+    exclude: IdPrefixes = Field(default_factory=builtins.list, description="drop sample ids starting with these")
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> "SourceConfig":
+        layouts = [self.split is not None or self.root is not None, self.images is not None, self.list is not None]
+        if sum(layouts) != 1:
+            raise ValueError("give exactly one of: root + split (CamVid layout), images (+ masks), list")
+        if (self.root is None) != (self.split is None):
+            raise ValueError("root and split go together (root/SPLIT and root/SPLITannot)")
+        if self.masks is not None and self.images is None:
+            raise ValueError("masks needs images")
+        return self
+
+
+class DataConfig(_Section):
+    """Which samples are labeled (S), reference (R), test (E), and the size networks see."""
+
+    description: str = Field(default="camvid", description="built-in dataset description or a YAML file")
+    train: SourceConfig = Field(description="samples split into the labeled set S and the reference set R")
+    test: SourceConfig | None = Field(default=None, description="held-out samples scored after each generation")
+    unlabeled: list[SourceConfig] = Field(default_factory=list, description="extra reference samples, no masks")
+    labeled_count: int | None = Field(default=None, ge=1)
+    labeled_fraction: float | None = Field(default=None, gt=0, le=1)
+    labeled_list: Path | None = Field(default=None, description="list file naming the labeled samples")
+    split_seed: int = 0
+    input_size: tuple[int, int] = Field(default=(96, 128), description="(height, width) networks see")
+
+    @model_validator(mode="after")
+    def _one_labeled_rule(self) -> "DataConfig":
+        rules = [self.labeled_count is not None, self.labeled_fraction is not None, self.labeled_list is not None]
+        if sum(rules) > 1:
+            raise ValueError("give at most one of labeled_count, labeled_fraction, labeled_list")
+        if min(self.input_size) < 16:
+            raise ValueError("input_size must be at least 16 pixels each way")
+        return self
+
+
+class ModelConfig(_Section):
+    """A network from the registry (``atso.models.available_models()``) and its options."""
+
+    name: str = "small_unet"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(_Section):
+    """The paper's recipe: SGD with momentum, poly learning rate, cross-entropy with ignore."""
+
+    iterations: int = Field(default=1000, ge=1, description="iterations for M0 (from scratch)")
+    student_iterations: int | None = Field(default=None, ge=1, description="iterations per student; default: iterations")
+    batch_size: int = Field(default=8, ge=1)
+    lr: float = Field(default=0.01, gt=0)
+    student_lr: float | None = Field(default=None, gt=0, description="learning rate for students; default: lr")
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    poly_power: float = Field(default=0.9, ge=0)
+    scale_range: tuple[float, float] = Field(default=(0.75, 1.5), description="random rescale before the crop")
+    hflip: bool = True
+    blur_probability: float = Field(default=0.0, ge=0, le=1)
+    seed: int = 0
+    checkpoint_every: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _check_scale(self) -> "TrainConfig":
+        low, high = self.scale_range
+        if not 0 < low <= high:
+            raise ValueError("scale_range must be (low, high) with 0 < low <= high")
+        return self
+
+
+class TeacherStudentConfig(_Section):
+    """Which strategy, how many generations and reference folds, and how pseudo-labels are made."""
+
+    strategy: Literal["supervised", "self-learning", "stso", "atso"] = "atso"
+    generations: int = Field(default=3, ge=0)
+    folds: int = Field(default=2, ge=2)
+    confidence_threshold: float | None = Field(default=None, ge=0, le=1)
+    final_labels: Literal["cross", "last"] = Field(
+        default="cross",
+        description="ATSO final model: 'cross' = folds relabeled by the last students; 'last' = the labels they trained on",
+    )
+
+
+class EvaluationConfig(_Section):
+    """Inference settings for labeling and scoring."""
+
+    batch_size: int = Field(default=8, ge=1)
+    flip: bool = Field(default=False, description="average predictions with the horizontally flipped image")
+
+
+class RuntimeConfig(_Section):
+    """Where and how to run; changing these never invalidates a run directory."""
+
+    device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N")
+    amp: bool = Field(default=True, description="mixed precision on CUDA")
+    num_workers: int = Field(default=0, ge=0)
+    quiet: bool = False
+
+
+class Config(_Section):
+    """Everything a run needs; saved as ``config.yaml`` in every run directory."""
+
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    teacher_student: TeacherStudentConfig = Field(default_factory=TeacherStudentConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, YAML-safe dict of the resolved config."""
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        """A hash of everything that changes results (all but ``runtime``)."""
+        data = self.to_dict()
+        data.pop("runtime", None)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _describe_error(exc: ValidationError, source: str) -> AtsoError:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        parent = _section_for(first["loc"][:-1])
+        allowed = ", ".join(parent.model_fields) if parent is not None else "see the docs"
+        return AtsoError(f"{source}: unknown key '{key}'; allowed keys here: {allowed}")
+    if first["type"] == "missing":
+        return AtsoError(f"{source}: missing key '{key}'")
+    message = first["msg"].replace("Value error, ", "")
+    where = f"'{key}'" if key else "config"
+    return AtsoError(f"{source}: {where}: {message}")
+
+
+def _section_for(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        for candidate in candidates:
+            inner = [candidate, *getattr(candidate, "__args__", ())]
+            found = next((c for c in inner if isinstance(c, type) and issubclass(c, BaseModel)), None)
+            if found is not None:
+                model = found
+                break
+        else:
+            return None
+    return model
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into the key path and a YAML-parsed value."""
+    if "=" not in text:
+        raise AtsoError(f"--set {text}: expected key=value, e.g. --set train.iterations=200")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise AtsoError(f"--set {text}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to a raw config mapping."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise AtsoError(f"--set {text}: '{part}' is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:
+    """Make relative paths in the data section relative to the config file, as users expect."""
+    section = data.get("data")
+    if not isinstance(section, dict):
+        return
+
+    def fix(mapping: Any, keys: tuple[str, ...]) -> None:
+        if not isinstance(mapping, dict):
+            return
+        for key in keys:
+            value = mapping.get(key)
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                mapping[key] = str((base_dir / value).resolve())
+
+    source_keys = ("root", "images", "masks", "list")
+    for name in ("train", "test"):
+        fix(section.get(name), source_keys)
+    for item in section.get("unlabeled") or []:
+        fix(item, source_keys)
+    fix(section, ("labeled_list",))
+    description = section.get("description")
+    if isinstance(description, str) and description.endswith((".yaml", ".yml")):
+        fix(section, ("description",))
+    model = data.get("model")
+    if isinstance(model, dict) and isinstance(model.get("options"), dict):
+        fix(model["options"], ("pretrained_backbone",))
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config", base_dir: Path | None = None) -> Config:
+    """Validate a raw mapping into a :class:`Config`; relative paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise AtsoError(f"{source}: expected a mapping of sections (data, model, train, ...)")
+    data = json.loads(json.dumps(data, default=str))
+    _resolve_paths(data, base_dir or Path.cwd())
+    try:
+        return Config(**data)
+    except ValidationError as exc:
+        raise _describe_error(exc, source) from exc
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply ``--set`` overrides and validate.
+
+    Raises:
+        AtsoError: missing file, bad YAML, unknown key or bad value (the message names the key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AtsoError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise AtsoError(f"{path}: not valid YAML ({exc.__class__.__name__}); check indentation and quoting") from exc
+    if not isinstance(data, dict):
+        raise AtsoError(f"{path}: expected a mapping of sections (data, model, train, ...)")
+    data = apply_overrides(data, overrides or [])
+    return config_from_dict(data, source=str(path), base_dir=path.parent.resolve())
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

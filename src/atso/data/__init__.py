@@ -1,0 +1,1 @@
+"""Reading samples, describing label spaces, splitting into labeled / reference folds / test."""

@@ -1,0 +1,119 @@
+"""Torch datasets: training pairs drawn deterministically per iteration, and images for inference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from atso.data.description import DatasetDescription
+from atso.data.images import read_image, read_label_map, read_mask
+from atso.data.samples import Sample
+from atso.data.transforms import Augmentation, resize_image, resize_labels, to_tensor
+
+
+@dataclass(frozen=True)
+class TrainingPair:
+    """An image and the target a student learns from: a ground-truth mask or a pseudo-label map."""
+
+    sample_id: str
+    image: Path
+    target: Path
+    target_is_pseudo: bool
+
+
+class TrainingDataset(Dataset):
+    """Item ``(iteration, slot)`` of a run's batch stream, the same on every call and after a resume.
+
+    Each epoch is a seeded permutation of the pairs, so where training stops and restarts changes nothing.
+    Images are resized once to the input size and kept in memory (``cache``).
+    """
+
+    def __init__(
+        self,
+        pairs: list[TrainingPair],
+        description: DatasetDescription,
+        input_size: tuple[int, int],
+        augmentation: Augmentation,
+        batch_size: int,
+        seed: int,
+        cache: bool = True,
+    ) -> None:
+        if not pairs:
+            raise ValueError("a training set needs at least one pair")
+        self.pairs = pairs
+        self.description = description
+        self.input_size = tuple(input_size)
+        self.augmentation = augmentation
+        self.batch_size = batch_size
+        self.seed = seed
+        self.cache = cache
+        self._loaded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def pair_index(self, iteration: int, slot: int) -> int:
+        """Which pair fills ``slot`` of the batch at ``iteration``."""
+        position = iteration * self.batch_size + slot
+        epoch, offset = divmod(position, len(self.pairs))
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.pairs))
+        return int(order[offset])
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image and target of one pair at the input size, uint8."""
+        if index in self._loaded:
+            return self._loaded[index]
+        pair = self.pairs[index]
+        image = read_image(pair.image)
+        if pair.target_is_pseudo:
+            target = read_label_map(pair.target, self.description.num_classes, self.description.ignore_index)
+            if target.shape != image.shape[:2]:
+                target = resize_labels(target, image.shape[:2])
+        else:
+            target = read_mask(pair.target, self.description, expected_size=image.shape[:2])
+        loaded = (resize_image(image, self.input_size), resize_labels(target.astype(np.uint8), self.input_size))
+        if self.cache:
+            self._loaded[index] = loaded
+        return loaded
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        iteration, slot = key
+        image, target = self.load(self.pair_index(iteration, slot))
+        rng = np.random.default_rng([self.seed, iteration, slot, 1])
+        image, target = self.augmentation(image, target, rng)
+        return to_tensor(image), torch.from_numpy(target.astype(np.int64))
+
+
+class IterationBatches(torch.utils.data.Sampler):
+    """Batch sampler yielding ``[(iteration, slot), ...]`` from ``start`` to ``stop``."""
+
+    def __init__(self, start: int, stop: int, batch_size: int, slots: range | None = None) -> None:
+        self.start, self.stop, self.batch_size = start, stop, batch_size
+        self.slots = slots if slots is not None else range(batch_size)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self):
+        for iteration in range(self.start, self.stop):
+            yield [(iteration, slot) for slot in self.slots]
+
+
+class InferenceDataset(Dataset):
+    """Images resized to the input size for prediction, with each one's original (height, width)."""
+
+    def __init__(self, samples: list[Sample], input_size: tuple[int, int]) -> None:
+        self.samples = samples
+        self.input_size = tuple(input_size)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int]:
+        image = read_image(self.samples[index].image)
+        height, width = image.shape[:2]
+        return to_tensor(resize_image(image, self.input_size)), height, width, index

@@ -1,0 +1,137 @@
+"""Listing samples from the supported layouts, and list files that record a split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from atso.config import SourceConfig
+from atso.errors import AtsoError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image, identified by its stem, with its mask when it has one."""
+
+    id: str
+    image: Path
+    mask: Path | None = None
+
+    def without_mask(self) -> "Sample":
+        """The same sample with its ground truth dropped (what training may see of a reference sample)."""
+        return Sample(self.id, self.image, None)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise AtsoError(f"{folder}: image folder not found; check the path in the config")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return files
+
+
+def _find_mask(folder: Path, stem: str, suffix: str) -> Path | None:
+    for ext in (".png", ".tif", ".tiff", ".bmp"):
+        candidate = folder / f"{stem}{suffix}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _from_folders(images: Path, masks: Path | None, suffix: str, need_masks: bool) -> list[Sample]:
+    samples = []
+    for image in _image_files(images):
+        mask = None
+        if masks is not None:
+            mask = _find_mask(masks, image.stem, suffix)
+            if mask is None and need_masks:
+                raise AtsoError(
+                    f"{image}: labeled image has no mask {masks / (image.stem + suffix + '.png')}; "
+                    "add the mask or move the image to an unlabeled source"
+                )
+        samples.append(Sample(image.stem, image, mask))
+    return samples
+
+
+def read_list_file(path: Path, base_dir: Path | None = None) -> list[Sample]:
+    """Read 'image [mask]' lines; relative paths are relative to ``base_dir`` (default: the file's folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AtsoError(f"{path}: list file not found")
+    base_dir = base_dir or path.parent
+    samples = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) > 2:
+            raise AtsoError(f"{path}:{number}: expected 'image [mask]', got {len(parts)} fields")
+        image = Path(parts[0]) if Path(parts[0]).is_absolute() else base_dir / parts[0]
+        mask = None
+        if len(parts) == 2:
+            mask = Path(parts[1]) if Path(parts[1]).is_absolute() else base_dir / parts[1]
+        samples.append(Sample(image.stem, image, mask))
+    return samples
+
+
+def write_list_file(path: Path, samples: list[Sample], with_masks: bool = True) -> Path:
+    """Record samples as 'image [mask]' lines with absolute paths, atomically."""
+    from atso.storage import atomic_write_text
+
+    lines = []
+    for sample in samples:
+        fields = [str(Path(sample.image).resolve())]
+        if with_masks and sample.mask is not None:
+            fields.append(str(Path(sample.mask).resolve()))
+        lines.append(" ".join(fields))
+    return atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def list_samples(source: SourceConfig, need_masks: bool = True) -> list[Sample]:
+    """List a source's samples, sorted by id, checking that images exist and ids are unique.
+
+    Args:
+        source: one of the three layouts.
+        need_masks: every image must have a mask (labeled sources).
+    """
+    if source.list is not None:
+        samples = read_list_file(source.list)
+        origin = str(source.list)
+        for sample in samples:
+            if not sample.image.is_file():
+                raise AtsoError(f"{sample.image}: image file not found (listed in {source.list})")
+            if sample.mask is not None and not sample.mask.is_file():
+                raise AtsoError(f"{sample.mask}: mask file not found (listed in {source.list})")
+            if need_masks and sample.mask is None:
+                raise AtsoError(f"{sample.image}: labeled image has no mask in {source.list}; add 'image mask'")
+    elif source.root is not None:
+        images = source.root / str(source.split)
+        masks = source.root / f"{source.split}annot"
+        if need_masks and not masks.is_dir():
+            raise AtsoError(f"{masks}: mask folder not found; CamVid layout needs SPLIT/ and SPLITannot/")
+        samples = _from_folders(images, masks if masks.is_dir() else None, source.mask_suffix, need_masks)
+        origin = str(images)
+    else:
+        assert source.images is not None
+        if need_masks and source.masks is None:
+            raise AtsoError(f"{source.images}: labeled source needs 'masks' (a folder of masks)")
+        if source.masks is not None and not source.masks.is_dir():
+            raise AtsoError(f"{source.masks}: mask folder not found; check the path in the config")
+        samples = _from_folders(source.images, source.masks, source.mask_suffix, need_masks)
+        origin = str(source.images)
+    if source.include:
+        samples = [s for s in samples if s.id.startswith(tuple(source.include))]
+    if source.exclude:
+        samples = [s for s in samples if not s.id.startswith(tuple(source.exclude))]
+    seen: dict[str, Sample] = {}
+    for sample in samples:
+        if sample.id in seen:
+            raise AtsoError(
+                f"{sample.image}: duplicate sample id '{sample.id}' (also {seen[sample.id].image}); ids are file stems"
+            )
+        seen[sample.id] = sample
+    if not samples:
+        raise AtsoError(f"{origin}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return sorted(samples, key=lambda s: s.id)

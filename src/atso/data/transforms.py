@@ -1,0 +1,69 @@
+"""Resizing, the paper's basic augmentations (scale + crop, flip, blur), and normalisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+# ImageNet statistics: what pretrained backbones expect, and harmless for networks trained from scratch.
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an HxWx3 uint8 image to (height, width) bilinearly."""
+    if image.shape[:2] == tuple(size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an HxW uint8 label map to (height, width) by nearest neighbour."""
+    if labels.shape[:2] == tuple(size):
+        return labels
+    return np.asarray(Image.fromarray(labels).resize((size[1], size[0]), Image.NEAREST))
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> normalised 3xHxW float32 tensor."""
+    array = (image.astype(np.float32) / 255.0 - MEAN) / STD
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random rescale, crop/pad back to the input size, horizontal flip and Gaussian blur."""
+
+    scale_range: tuple[float, float] = (0.75, 1.5)
+    hflip: bool = True
+    blur_probability: float = 0.0
+    ignore_index: int = 255
+
+    def __call__(
+        self, image: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Augment one (image, labels) pair at the input size; output has the same size."""
+        height, width = labels.shape
+        scale = float(rng.uniform(*self.scale_range))
+        scaled = (max(1, round(height * scale)), max(1, round(width * scale)))
+        image = resize_image(image, scaled)
+        labels = resize_labels(labels, scaled)
+        pad_h, pad_w = max(0, height - scaled[0]), max(0, width - scaled[1])
+        if pad_h or pad_w:
+            image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
+            labels = np.pad(labels, ((0, pad_h), (0, pad_w)), constant_values=self.ignore_index)
+        top = int(rng.integers(0, image.shape[0] - height + 1))
+        left = int(rng.integers(0, image.shape[1] - width + 1))
+        image = image[top : top + height, left : left + width]
+        labels = labels[top : top + height, left : left + width]
+        flip = self.hflip and rng.random() < 0.5
+        blur = rng.random() < self.blur_probability
+        radius = float(rng.uniform(0.1, 2.0))
+        if flip:
+            image, labels = image[:, ::-1], labels[:, ::-1]
+        if blur:
+            image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).filter(ImageFilter.GaussianBlur(radius)))
+        return np.ascontiguousarray(image), np.ascontiguousarray(labels)

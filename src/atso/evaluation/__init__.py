@@ -1,0 +1,1 @@
+"""Scoring predictions against reference masks: confusion matrices, IoU, DSC, agreement."""

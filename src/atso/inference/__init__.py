@@ -1,0 +1,1 @@
+"""Prediction at the input size, resized back to each image's size; pseudo-labeling of reference folds."""

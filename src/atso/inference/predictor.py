@@ -1,0 +1,85 @@
+"""Batch-streaming prediction for one model or an ensemble (mean softmax), at original image size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from atso.data.datasets import InferenceDataset
+from atso.data.samples import Sample
+
+
+@dataclass
+class Prediction:
+    """Class indices and the winning probability of one image, at its original size."""
+
+    labels: np.ndarray
+    confidence: np.ndarray
+
+
+class Predictor:
+    """Runs named models over samples a batch at a time, so memory does not grow with the sample count.
+
+    A *group* is a list of model names whose softmax outputs are averaged (one name: that model alone;
+    several: their ensemble). Each model runs once per batch however many groups use it.
+    """
+
+    def __init__(
+        self,
+        models: dict[str, torch.nn.Module],
+        input_size: tuple[int, int],
+        device: torch.device,
+        batch_size: int = 8,
+        flip: bool = False,
+        num_workers: int = 0,
+        amp: bool = True,
+    ) -> None:
+        self.models = {name: model.to(device).eval() for name, model in models.items()}
+        self.input_size = tuple(input_size)
+        self.device = device
+        self.batch_size = batch_size
+        self.flip = flip
+        self.num_workers = num_workers
+        self.amp = amp and device.type == "cuda"
+
+    @torch.no_grad()
+    def _softmax(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            probabilities = model(images).float().softmax(dim=1)
+            if self.flip:
+                flipped = model(images.flip(-1)).float().softmax(dim=1).flip(-1)
+                probabilities = (probabilities + flipped) / 2
+        return probabilities
+
+    @torch.no_grad()
+    def predict(
+        self, samples: list[Sample], groups: dict[str, list[str]]
+    ) -> Iterator[tuple[Sample, dict[str, Prediction]]]:
+        """Yield each sample with one :class:`Prediction` per group."""
+        needed = sorted({name for members in groups.values() for name in members})
+        loader = DataLoader(
+            InferenceDataset(samples, self.input_size),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        for images, heights, widths, indices in loader:
+            images = images.to(self.device, non_blocking=True)
+            softmax = {name: self._softmax(self.models[name], images) for name in needed}
+            for row, index in enumerate(indices.tolist()):
+                size = (int(heights[row]), int(widths[row]))
+                result = {}
+                for group, members in groups.items():
+                    mean = torch.stack([softmax[name][row] for name in members]).mean(dim=0)
+                    resized = F.interpolate(mean[None], size=size, mode="bilinear", align_corners=False)[0]
+                    confidence, labels = resized.max(dim=0)
+                    result[group] = Prediction(
+                        labels.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy().astype(np.float32)
+                    )
+                yield samples[index], result

@@ -1,0 +1,1 @@
+"""Human-readable tables of a run's metrics."""

@@ -1,0 +1,1 @@
+"""Executing plans: the run directory, its manifest, jobs, resume."""

@@ -1,0 +1,138 @@
+"""The run directory: resolved config, split list files, one folder per job, and the manifest.
+
+Layout::
+
+    RUN_DIR/
+      config.yaml           the resolved config (refused if a later run brings a different one)
+      manifest.json         finished jobs, their outputs and wall times
+      plan.txt              the plan as a table
+      splits/               labeled.txt, reference_fold_K.txt, test.txt ('image [mask]' lines)
+      jobs/<job id>/        model.pt (+ state.pt while training), labels/*.png, metrics.json
+      metrics.jsonl         one line per evaluation job, in plan order
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from atso.config import Config, config_from_dict, dump_config
+from atso.errors import AtsoError
+from atso.storage import atomic_write_json, atomic_write_text, read_json
+
+
+class RunDirectory:
+    """Paths and the manifest of one run; every file in it is written atomically."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def splits(self) -> Path:
+        return self.path / "splits"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.path / "jobs" / job_id
+
+    def model_path(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "model.pt"
+
+    def labels_dir(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "labels"
+
+    def metrics_file(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "metrics.json"
+
+    def prepare(self, config: Config, compare: bool = False, force: bool = False) -> None:
+        """Create the folder and save the config; refuse a different config unless ``force``."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AtsoError(f"{self.path}: cannot create the run directory ({exc.strerror})") from exc
+        if self.config_path.is_file():
+            saved = self.load_config()
+            if saved.fingerprint() != config.fingerprint() and not force:
+                changed = _changed_keys(saved.to_dict(), config.to_dict())
+                raise AtsoError(
+                    f"{self.config_path}: this run directory was made with a different config "
+                    f"(changed: {', '.join(changed[:5])}); use a new --out, or --force to continue with the new one"
+                )
+        atomic_write_text(self.config_path, dump_config(config))
+        with self.manifest() as manifest:
+            manifest["fingerprint"] = config.fingerprint()
+            manifest["compare"] = compare or bool(manifest.get("compare"))
+
+    def load_config(self) -> Config:
+        """The config saved in this run directory."""
+        if not self.config_path.is_file():
+            raise AtsoError(f"{self.path}: not a run directory (no config.yaml); run 'atso run' first")
+        data = yaml.safe_load(self.config_path.read_text())
+        return config_from_dict(data, source=str(self.config_path), base_dir=self.path)
+
+    @contextlib.contextmanager
+    def manifest(self) -> Iterator[dict[str, Any]]:
+        """Read-modify-write the manifest under a file lock, so concurrent jobs do not clash."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".manifest.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                manifest = read_json(self.manifest_path) if self.manifest_path.is_file() else {"jobs": {}}
+                yield manifest
+                atomic_write_json(self.manifest_path, manifest)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def is_compare(self) -> bool:
+        """Whether this run directory holds a comparison of all strategies."""
+        return self.manifest_path.is_file() and bool(read_json(self.manifest_path).get("compare"))
+
+    def finished_jobs(self) -> dict[str, Any]:
+        """Finished jobs as recorded in the manifest."""
+        if not self.manifest_path.is_file():
+            return {}
+        return dict(read_json(self.manifest_path).get("jobs", {}))
+
+    def is_finished(self, job_id: str) -> bool:
+        return job_id in self.finished_jobs()
+
+    def mark_finished(self, job_id: str, outputs: dict[str, Any], wall_seconds: float) -> None:
+        """Record a job as finished; call only after all its outputs are written."""
+        with self.manifest() as manifest:
+            manifest.setdefault("jobs", {})[job_id] = {
+                "outputs": outputs,
+                "wall_seconds": round(wall_seconds, 3),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
+
+    def write_metrics_lines(self, records: list[dict[str, Any]]) -> None:
+        """Rewrite metrics.jsonl from the finished evaluation jobs (never duplicated by a resume)."""
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b and not (prefix == "" and key == "runtime"):
+            keys.append(f"{prefix}{key}")
+    return keys

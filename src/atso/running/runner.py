@@ -1,0 +1,323 @@
+"""Execute a plan job by job against a run directory, skipping finished jobs and resuming the rest."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from atso.checkpoints import ModelInfo, load_model, load_weights, save_model
+from atso.config import Config
+from atso.data.datasets import TrainingDataset, TrainingPair
+from atso.data.description import DatasetDescription, load_description
+from atso.data.images import read_label_map, read_mask
+from atso.data.samples import Sample, list_samples, read_list_file, write_list_file
+from atso.data.splits import Split, choose_labeled, split_folds
+from atso.data.transforms import Augmentation
+from atso.errors import AtsoError
+from atso.evaluation.metrics import SegmentationScores
+from atso.inference.labeler import label_samples
+from atso.inference.predictor import Predictor
+from atso.models import build_model
+from atso.running.faults import maybe_crash
+from atso.running.run_dir import RunDirectory
+from atso.storage import atomic_write_json, atomic_write_text, read_json
+from atso.strategies.plan import M0, EvaluateJob, Job, LabelJob, Plan, TrainJob
+from atso.training.trainer import TrainingSettings, resolve_device, train
+
+Log = Callable[[str], None]
+
+
+def build_split(config: Config) -> Split:
+    """List the samples and split them into S, the reference folds and E, as the config says."""
+    train_samples = list_samples(config.data.train, need_masks=True)
+    labeled, reference = choose_labeled(
+        train_samples,
+        count=config.data.labeled_count,
+        fraction=config.data.labeled_fraction,
+        labeled_list=config.data.labeled_list,
+        seed=config.data.split_seed,
+    )
+    for source in config.data.unlabeled:
+        reference += list_samples(source, need_masks=False)
+    test = list_samples(config.data.test, need_masks=True) if config.data.test is not None else []
+    ids: dict[str, Path] = {}
+    for sample in labeled + reference + test:
+        if sample.id in ids:
+            raise AtsoError(
+                f"{sample.image}: sample id '{sample.id}' also names {ids[sample.id]}; "
+                "a sample may be in only one of labeled, reference and test"
+            )
+        ids[sample.id] = sample.image
+    folds = split_folds(reference, config.teacher_student.folds, seed=config.data.split_seed) if reference else []
+    return Split(labeled=labeled, reference_folds=folds, test=test)
+
+
+def job_seed(base_seed: int, job_id: str) -> int:
+    """A per-job seed: students of one generation differ, reruns agree."""
+    return (base_seed * 1_000_003 + zlib.crc32(job_id.encode())) % (2**31)
+
+
+@dataclass
+class Runner:
+    """Runs a plan. Services (training, labeling, scoring) never learn which strategy called them."""
+
+    config: Config
+    run_dir: RunDirectory
+    plan: Plan
+    log: Log = print
+
+    def __post_init__(self) -> None:
+        self.description: DatasetDescription = load_description(self.config.data.description)
+        self.device = resolve_device(self.config.runtime.device)
+        self._split: Split | None = None
+
+    # ----- set-up -------------------------------------------------------------------------------------
+    @property
+    def split(self) -> Split:
+        """The run's S, reference folds and E, listed and checked once."""
+        if self._split is None:
+            split = build_split(self.config)
+            if not split.labeled:
+                raise AtsoError("data: the labeled set is empty; set data.labeled_count or data.labeled_list")
+            if self.plan.generations > 0 and not split.reference:
+                raise AtsoError(
+                    "data: the reference set is empty (every training sample is labeled); "
+                    "lower data.labeled_count or add data.unlabeled sources"
+                )
+            self._split = split
+        return self._split
+
+    def write_split(self) -> None:
+        """Record the split as list files; refuse to go on if the data no longer gives the recorded one."""
+        split = self.split
+        files = {"labeled.txt": split.labeled, "test.txt": split.test}
+        files.update({f"reference_fold_{k}.txt": fold for k, fold in enumerate(split.reference_folds, start=1)})
+        for name, samples in files.items():
+            path = self.run_dir.splits / name
+            if path.is_file():
+                recorded = [s.id for s in read_list_file(path)]
+                if recorded != [s.id for s in samples]:
+                    raise AtsoError(f"{path}: the data no longer gives this split; use a new --out directory")
+            else:
+                write_list_file(path, samples)
+
+    def _model_info(self, extra: dict[str, Any]) -> ModelInfo:
+        return ModelInfo(
+            name=self.config.model.name,
+            options=dict(self.config.model.options),
+            description=self.description,
+            input_size=tuple(self.config.data.input_size),
+            extra=extra,
+        )
+
+    # ----- execution ----------------------------------------------------------------------------------
+    def run(self, only: str | None = None) -> None:
+        """Run every unfinished job in plan order (or just ``only``)."""
+        self.write_split()
+        atomic_write_text(self.run_dir.path / "plan.txt", self.plan.format() + "\n")
+        jobs = [self.plan.job(only)] if only else list(self.plan.jobs)
+        for job in jobs:
+            if self.run_dir.is_finished(job.id):
+                continue
+            missing = [needed for needed in job.inputs if not self.run_dir.is_finished(needed)]
+            if missing:
+                raise AtsoError(f"job {job.id}: its inputs are not finished yet ({', '.join(missing)}); run those first")
+            started = time.perf_counter()
+            outputs = self.execute(job)
+            elapsed = time.perf_counter() - started
+            self.run_dir.mark_finished(job.id, outputs, elapsed)
+            self.log(f"finished {job.id} ({job.kind}) in {elapsed:.1f}s{_summary_suffix(outputs)}")
+            maybe_crash(f"after:{job.id}")
+        self.write_metrics()
+
+    def execute(self, job: Job) -> dict[str, Any]:
+        if isinstance(job, TrainJob):
+            return self.train(job)
+        if isinstance(job, LabelJob):
+            return self.label(job)
+        return self.evaluate(job)
+
+    def train(self, job: TrainJob) -> dict[str, Any]:
+        """Train one model: from scratch or ``job.init``, on S plus the job's pseudo-labeled folds."""
+        config = self.config
+        pairs = [TrainingPair(s.id, s.image, s.mask, False) for s in self.split.labeled]  # type: ignore[arg-type]
+        for fold, labeling in job.pseudo:
+            labels = self.run_dir.labels_dir(labeling)
+            for sample in self.split.reference_folds[fold - 1]:
+                # Only the image of a reference sample travels: its ground truth never reaches training.
+                image_only = sample.without_mask()
+                pairs.append(TrainingPair(image_only.id, image_only.image, labels / f"{sample.id}.png", True))
+        seed = job_seed(config.train.seed, job.id)
+        torch.manual_seed(seed)
+        model = build_model(config.model.name, self.description.num_classes, **config.model.options)
+        if job.init is not None:
+            model.load_state_dict(load_weights(self.run_dir.model_path(job.init)))
+        from_scratch = job.init is None
+        iterations = config.train.iterations if from_scratch else (config.train.student_iterations or config.train.iterations)
+        lr = config.train.lr if from_scratch else (config.train.student_lr or config.train.lr)
+        dataset = TrainingDataset(
+            pairs,
+            self.description,
+            config.data.input_size,
+            Augmentation(config.train.scale_range, config.train.hflip, config.train.blur_probability, self.description.ignore_index),
+            batch_size=config.train.batch_size,
+            seed=seed,
+        )
+        settings = TrainingSettings(
+            iterations=iterations,
+            lr=lr,
+            momentum=config.train.momentum,
+            weight_decay=config.train.weight_decay,
+            poly_power=config.train.poly_power,
+            checkpoint_every=config.train.checkpoint_every,
+            device=str(self.device),
+            amp=config.runtime.amp,
+            num_workers=config.runtime.num_workers,
+            quiet=config.runtime.quiet,
+        )
+        job_dir = self.run_dir.job_dir(job.id)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        state_path = job_dir / "state.pt"
+        started = time.perf_counter()
+        losses = train(model, dataset, settings, state_path, job.id, fault_point=f"train:{job.id}")
+        images_per_second = iterations * config.train.batch_size / max(time.perf_counter() - started, 1e-9)
+        save_model(
+            self.run_dir.model_path(job.id),
+            model,
+            self._model_info({"job": job.id, "init": job.init, "pseudo": [list(p) for p in job.pseudo]}),
+        )
+        state_path.unlink(missing_ok=True)
+        return {
+            "model": str(self.run_dir.model_path(job.id).relative_to(self.run_dir.path)),
+            "training_pairs": len(pairs),
+            "iterations": iterations,
+            "final_loss": losses[-1] if losses else None,
+            "images_per_second": round(images_per_second, 2),
+        }
+
+    def _load_models(self, job_ids: list[str]) -> dict[str, torch.nn.Module]:
+        return {job_id: load_model(self.run_dir.model_path(job_id), self.device)[0] for job_id in job_ids}
+
+    def _predictor(self, models: dict[str, torch.nn.Module]) -> Predictor:
+        return Predictor(
+            models,
+            self.config.data.input_size,
+            self.device,
+            batch_size=self.config.evaluation.batch_size,
+            flip=self.config.evaluation.flip,
+            num_workers=self.config.runtime.num_workers,
+            amp=self.config.runtime.amp,
+        )
+
+    def label(self, job: LabelJob) -> dict[str, Any]:
+        """Pseudo-label each reference fold with the teachers the plan names for it."""
+        predictor = self._predictor(self._load_models(list(job.inputs)))
+        out_dir = self.run_dir.labels_dir(job.id)
+        palette = self.description.color_palette()
+        kept = []
+        for fold, teachers in job.teachers:
+            samples = [s.without_mask() for s in self.split.reference_folds[fold - 1]]
+            stats = label_samples(
+                predictor,
+                samples,
+                list(teachers),
+                out_dir,
+                palette,
+                self.description.ignore_index,
+                self.config.teacher_student.confidence_threshold,
+                fault_point=f"label:{job.id}",
+            )
+            kept.append(stats["kept_fraction"])
+        return {"labels": str(out_dir.relative_to(self.run_dir.path)), "samples": len(self.split.reference)}
+
+    def evaluate(self, job: EvaluateJob) -> dict[str, Any]:
+        """@E of the job's models (each, and their ensemble), agreement with M0, @R of its labeling."""
+        record: dict[str, Any] = {"job": job.id, "strategy": job.strategy, "generation": job.generation}
+        names = self.description.classes
+        if self.split.test:
+            groups = {model: [model] for model in job.models}
+            if len(job.models) > 1:
+                groups["ensemble"] = list(job.models)
+            groups["__m0__"] = [M0]
+            predictor = self._predictor(self._load_models(sorted(set(job.models) | {M0})))
+            scores = {group: SegmentationScores(names, self.description.ignore_index) for group in groups}
+            agreement = {group: SegmentationScores(names, 255) for group in groups if group != "__m0__"}
+            for sample, predictions in predictor.predict(self.split.test, groups):
+                truth = read_mask(sample.mask, self.description, expected_size=predictions["__m0__"].labels.shape)  # type: ignore[arg-type]
+                for group, prediction in predictions.items():
+                    scores[group].add_case(prediction.labels, truth, sample.id)
+                    if group in agreement:
+                        agreement[group].add_case(prediction.labels, predictions["__m0__"].labels, sample.id)
+            del scores["__m0__"]
+            record["test"] = {group: _compact(s.summary()) for group, s in scores.items()}
+            record["agreement_with_m0"] = {group: a.summary()["miou"] for group, a in agreement.items()}
+            headline = "ensemble" if len(job.models) > 1 else job.models[0]
+            record["test_miou"] = record["test"][headline]["miou"]
+            record["test_mean_dice"] = record["test"][headline]["mean_case_dice"]
+        if job.labeling is not None:
+            record.update(self._score_labeling(job.labeling, job.previous_labeling))
+        atomic_write_json(self.run_dir.metrics_file(job.id), record)
+        return {"metrics": str(self.run_dir.metrics_file(job.id).relative_to(self.run_dir.path)),
+                "test_miou": record.get("test_miou"), "reference_miou": record.get("reference_miou")}
+
+    def _score_labeling(self, labeling: str, previous: str | None) -> dict[str, Any]:
+        """Pseudo-label accuracy against R's truth: a diagnostic that never feeds training."""
+        names = self.description.classes
+        ignore = self.description.ignore_index
+        scores = SegmentationScores(names, ignore)
+        changed = compared = 0
+        labels_dir = self.run_dir.labels_dir(labeling)
+        scored = False
+        for sample in self.split.reference:
+            labels = read_label_map(labels_dir / f"{sample.id}.png", len(names), ignore)
+            if sample.mask is not None:
+                truth = read_mask(sample.mask, self.description, expected_size=labels.shape).copy()
+                truth[labels == ignore] = ignore  # thresholded pixels are not labels; coverage is reported apart
+                scores.add_case(np.where(labels == ignore, 0, labels), truth, sample.id)
+                scored = True
+            if previous is not None:
+                before = read_label_map(self.run_dir.labels_dir(previous) / f"{sample.id}.png", len(names), ignore)
+                changed += int((before != labels).sum())
+                compared += labels.size
+        result: dict[str, Any] = {}
+        if scored:
+            summary = scores.summary()
+            result["reference"] = _compact(summary)
+            result["reference_miou"] = summary["miou"]
+            result["reference_mean_dice"] = summary["mean_case_dice"]
+        if previous is not None and compared:
+            result["changed_fraction"] = changed / compared
+        return result
+
+    # ----- results ------------------------------------------------------------------------------------
+    def records(self) -> list[dict[str, Any]]:
+        """Metrics of the finished evaluation jobs, in plan order."""
+        out = []
+        for job in self.plan.jobs:
+            path = self.run_dir.metrics_file(job.id)
+            if isinstance(job, EvaluateJob) and self.run_dir.is_finished(job.id) and path.is_file():
+                out.append(read_json(path))
+        return out
+
+    def write_metrics(self) -> None:
+        self.run_dir.write_metrics_lines(self.records())
+
+
+def _compact(summary: dict[str, Any]) -> dict[str, Any]:
+    """A summary without the per-case list (kept small for metrics.jsonl)."""
+    return {key: value for key, value in summary.items() if key != "cases"}
+
+
+def _summary_suffix(outputs: dict[str, Any]) -> str:
+    parts = []
+    for key in ("final_loss", "images_per_second", "test_miou", "reference_miou"):
+        value = outputs.get(key)
+        if isinstance(value, float):
+            parts.append(f"{key}={value:.4g}")
+    return (": " + ", ".join(parts)) if parts else ""

@@ -1,0 +1,1 @@
+"""Training one model on (image, target) pairs; the trainer knows nothing of strategies."""
