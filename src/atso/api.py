@@ -29,14 +29,20 @@ def make_plan(config: Config, compare: bool = False) -> Plan:
 
 
 def preflight(runner: Runner) -> None:
-    """Read every labeled and test sample once, so bad input fails before any training starts."""
+    """Check every sample once, so bad input fails before any training starts, not hours into a run.
+
+    Labeled and test samples are decoded fully; reference images only by header (they can be many),
+    and their masks, which only serve the @R diagnostic, fully.
+    """
     description = runner.description
     split = runner.split
     for sample in split.labeled + split.test:
         image = read_image(sample.image)
         read_mask(sample.mask, description, expected_size=image.shape[:2])  # type: ignore[arg-type]
     for sample in split.reference:
-        image_size(sample.image)
+        size = image_size(sample.image)
+        if sample.mask is not None:
+            read_mask(sample.mask, description, expected_size=size)
 
 
 def run(

@@ -98,4 +98,4 @@ def load_description(name_or_path: str | Path, base_dir: Path | None = None) -> 
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "description"
-        raise AtsoError(f"{source}: {key}: {first['msg']}") from exc
+        raise AtsoError(f"{source}: {key}: {first['msg'].replace('Value error, ', '')}") from exc

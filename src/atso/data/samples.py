@@ -39,9 +39,19 @@ def _find_mask(folder: Path, stem: str, suffix: str) -> Path | None:
     return None
 
 
-def _from_folders(images: Path, masks: Path | None, suffix: str, need_masks: bool) -> list[Sample]:
+def _selected(source: SourceConfig, sample_id: str) -> bool:
+    """Whether ``include`` / ``exclude`` keep a sample; checked before its mask, so excluded images need none."""
+    if source.include and not sample_id.startswith(tuple(source.include)):
+        return False
+    return not sample_id.startswith(tuple(source.exclude))
+
+
+def _from_folders(images: Path, masks: Path | None, source: SourceConfig, need_masks: bool) -> list[Sample]:
+    suffix = source.mask_suffix
     samples = []
     for image in _image_files(images):
+        if not _selected(source, image.stem):
+            continue
         mask = None
         if masks is not None:
             mask = _find_mask(masks, image.stem, suffix)
@@ -97,7 +107,7 @@ def list_samples(source: SourceConfig, need_masks: bool = True) -> list[Sample]:
         need_masks: every image must have a mask (labeled sources).
     """
     if source.list is not None:
-        samples = read_list_file(source.list)
+        samples = [s for s in read_list_file(source.list) if _selected(source, s.id)]
         origin = str(source.list)
         for sample in samples:
             if not sample.image.is_file():
@@ -111,7 +121,7 @@ def list_samples(source: SourceConfig, need_masks: bool = True) -> list[Sample]:
         masks = source.root / f"{source.split}annot"
         if need_masks and not masks.is_dir():
             raise AtsoError(f"{masks}: mask folder not found; CamVid layout needs SPLIT/ and SPLITannot/")
-        samples = _from_folders(images, masks if masks.is_dir() else None, source.mask_suffix, need_masks)
+        samples = _from_folders(images, masks if masks.is_dir() else None, source, need_masks)
         origin = str(images)
     else:
         assert source.images is not None
@@ -119,12 +129,8 @@ def list_samples(source: SourceConfig, need_masks: bool = True) -> list[Sample]:
             raise AtsoError(f"{source.images}: labeled source needs 'masks' (a folder of masks)")
         if source.masks is not None and not source.masks.is_dir():
             raise AtsoError(f"{source.masks}: mask folder not found; check the path in the config")
-        samples = _from_folders(source.images, source.masks, source.mask_suffix, need_masks)
+        samples = _from_folders(source.images, source.masks, source, need_masks)
         origin = str(source.images)
-    if source.include:
-        samples = [s for s in samples if s.id.startswith(tuple(source.include))]
-    if source.exclude:
-        samples = [s for s in samples if not s.id.startswith(tuple(source.exclude))]
     seen: dict[str, Sample] = {}
     for sample in samples:
         if sample.id in seen:

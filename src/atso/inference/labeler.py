@@ -33,7 +33,7 @@ def label_samples(
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = [sample for sample in samples if not (out_dir / f"{sample.id}.png").is_file()]
     kept = total = 0
-    for sample, predictions in predictor.predict(todo, {"teacher": list(teachers)}):
+    for written, (sample, predictions) in enumerate(predictor.predict(todo, {"teacher": list(teachers)}), start=1):
         prediction = predictions["teacher"]
         labels = prediction.labels.copy()
         if confidence_threshold is not None:
@@ -45,5 +45,5 @@ def label_samples(
         total += labels.size
         write_label_png(out_dir / f"{sample.id}.png", labels.astype(np.uint8), palette, ignore_index)
         if fault_point is not None:
-            maybe_crash(f"{fault_point}:{sample.id}")
+            maybe_crash(f"{fault_point}:{written}")
     return {"labeled": float(len(todo)), "kept_fraction": kept / total if total else 1.0}

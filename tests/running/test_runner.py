@@ -1,0 +1,145 @@
+"""The runner on a tiny dataset: outputs, resume after SIGKILL, config guard, R's truth kept out."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from atso import api
+from atso.config import config_from_dict
+from atso.data.splits import choose_labeled
+from atso.data.samples import list_samples
+from atso.errors import AtsoError
+from atso.running.run_dir import RunDirectory
+
+from conftest import tiny_config
+
+
+def run_atso(config: dict, out: Path, compare: bool = False) -> dict:
+    return api.run(config_from_dict(config), out, compare=compare, log=lambda line: None)
+
+
+def metrics_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_atso_run_writes_every_output(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    result = run_atso(tiny_config(tiny_dataset), out)
+    run_dir = RunDirectory(out)
+    finished = run_dir.finished_jobs()
+    for job in ("g0/m0", "g0/labels", "atso/g1/student-1", "atso/g1/student-2", "atso/g1/labels", "atso/final/model"):
+        assert job in finished
+    assert run_dir.model_path("atso/final/model").is_file()
+    assert not (run_dir.job_dir("atso/final/model") / "state.pt").exists()
+    label_files = sorted(p.name for p in run_dir.labels_dir("atso/g1/labels").glob("*.png"))
+    assert len(label_files) == 8  # 12 training samples, 4 labeled
+    assert (out / "splits" / "labeled.txt").read_text().count("\n") == 4
+    records = metrics_lines(out)
+    assert [r["job"] for r in records] == ["g0/eval", "atso/g1/eval", "atso/final/eval"]
+    g1 = records[1]
+    assert set(g1["test"]) == {"atso/g1/student-1", "atso/g1/student-2", "ensemble"}
+    assert 0 <= g1["reference_miou"] <= 1 and 0 <= g1["test_miou"] <= 1
+    assert 0 <= g1["changed_fraction"] <= 1
+    assert records[0]["agreement_with_m0"]["g0/m0"] == pytest.approx(1.0)
+    assert "G1" in result["table"] and "final" in result["table"]
+
+
+def test_a_second_run_skips_finished_jobs(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    config = tiny_config(tiny_dataset)
+    run_atso(config, out)
+    before = RunDirectory(out).finished_jobs()
+    run_atso(config, out)
+    assert RunDirectory(out).finished_jobs() == before
+
+
+def test_changed_config_is_refused_unless_forced(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    config = tiny_config(tiny_dataset, teacher_student={"strategy": "supervised"})
+    run_atso(config, out)
+    changed = tiny_config(tiny_dataset, teacher_student={"strategy": "supervised"}, train={"lr": 0.01})
+    with pytest.raises(AtsoError, match="train.lr"):
+        run_atso(changed, out)
+    api.run(config_from_dict(changed), out, force=True, log=lambda line: None)
+
+
+def test_reference_ground_truth_never_reaches_training(tiny_dataset, tmp_path):
+    """Scrambling R's masks changes @R only: every trained model is bit-identical."""
+    config = tiny_config(tiny_dataset)
+    run_atso(config, tmp_path / "a")
+    samples = list_samples(config_from_dict(config).data.train)
+    _, reference = choose_labeled(samples, count=4, seed=0)
+    for sample in reference:
+        mask = np.array(Image.open(sample.mask))
+        Image.fromarray(np.where(mask == 255, 255, 2 - np.minimum(mask, 2)).astype(np.uint8)).save(sample.mask)
+    run_atso(config, tmp_path / "b")
+    for job in RunDirectory(tmp_path / "a").finished_jobs():
+        model_a = RunDirectory(tmp_path / "a").model_path(job)
+        if model_a.is_file():
+            weights_a = torch.load(model_a, weights_only=False)["state_dict"]
+            weights_b = torch.load(RunDirectory(tmp_path / "b").model_path(job), weights_only=False)["state_dict"]
+            assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a), job
+    a, b = metrics_lines(tmp_path / "a"), metrics_lines(tmp_path / "b")
+    assert [r.get("test_miou") for r in a] == [r.get("test_miou") for r in b]
+    assert a[0]["reference_miou"] != b[0]["reference_miou"]
+
+
+def test_compare_runs_all_strategies_on_one_m0(tiny_dataset, tmp_path):
+    result = run_atso(tiny_config(tiny_dataset), tmp_path / "cmp", compare=True)
+    strategies = {r["strategy"] for r in result["records"]}
+    assert strategies == {"shared", "self-learning", "stso", "atso"}
+    header = result["table"].splitlines()[0]
+    for name in ("supervised @R", "self-learning @E", "stso @R", "atso @E"):
+        assert name in header
+
+
+def test_same_seed_same_numbers(tiny_dataset, tmp_path):
+    config = tiny_config(tiny_dataset)
+    run_atso(config, tmp_path / "a")
+    run_atso(config, tmp_path / "b")
+    assert metrics_lines(tmp_path / "a") == metrics_lines(tmp_path / "b")
+
+
+def _cli(config_file: Path, out: Path, fault: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("ATSO_FAULT", None)
+    env["OMP_NUM_THREADS"] = "1"
+    if fault:
+        env["ATSO_FAULT"] = fault
+    return subprocess.run(
+        [sys.executable, "-m", "atso", "run", str(config_file), "--out", str(out), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["train:atso/g1/student-1:4", "after:atso/g1/student-2", "label:atso/g1/labels:2"],
+)
+def test_resume_after_sigkill_gives_the_same_metrics(tiny_dataset, tmp_path, fault):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_config(tiny_dataset)))
+    reference = tmp_path / "uninterrupted"
+    assert _cli(config_file, reference).returncode == 0
+    out = tmp_path / "interrupted"
+    crashed = _cli(config_file, out, fault)
+    assert crashed.returncode != 0
+    finished_before = RunDirectory(out).finished_jobs()
+    resumed = _cli(config_file, out)
+    assert resumed.returncode == 0, resumed.stderr
+    # No finished job ran again...
+    for job_id, entry in finished_before.items():
+        assert RunDirectory(out).finished_jobs()[job_id] == entry
+        assert f"finished {job_id} " not in resumed.stdout
+    # ...and the numbers equal those of a run that was never interrupted.
+    assert metrics_lines(out) == metrics_lines(reference)

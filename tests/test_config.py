@@ -1,0 +1,258 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from atso.config import (
+    Config,
+    SourceConfig,
+    apply_overrides,
+    config_from_dict,
+    dump_config,
+    load_config,
+    parse_override,
+)
+from atso.errors import AtsoError
+
+MINIMAL = {"data": {"train": {"images": "images", "masks": "masks"}}}
+
+
+def _write_config(folder: Path, data, name: str = "config.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _minimal(**sections):
+    data = {"data": {"train": {"images": "/data/images", "masks": "/data/masks"}}}
+    data.update(sections)
+    return data
+
+
+def test_load_minimal_config_fills_defaults(tmp_path):
+    config = load_config(_write_config(tmp_path, MINIMAL))
+    assert isinstance(config, Config)
+    assert config.train.iterations == 1000
+    assert config.data.input_size == (96, 128)
+    assert config.teacher_student.strategy == "atso"
+    assert config.data.description == "camvid"
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    data = {
+        "data": {
+            "description": "labels.yaml",
+            "train": {"images": "images", "masks": "../masks"},
+            "test": {"root": "camvid", "split": "test"},
+            "unlabeled": [{"list": "extra.txt"}],
+            "labeled_list": "labeled.txt",
+        }
+    }
+    folder = tmp_path / "configs"
+    config = load_config(_write_config(folder, data))
+    base = folder.resolve()
+    assert config.data.train.images == base / "images"
+    assert config.data.train.masks == (tmp_path / "masks").resolve()
+    assert config.data.test.root == base / "camvid"
+    assert config.data.unlabeled[0].list == base / "extra.txt"
+    assert config.data.labeled_list == base / "labeled.txt"
+    assert Path(config.data.description) == base / "labels.yaml"
+
+
+def test_absolute_paths_and_builtin_description_are_kept(tmp_path):
+    absolute = (tmp_path / "elsewhere").resolve()
+    data = {"data": {"train": {"images": str(absolute), "masks": str(absolute)}}}
+    config = load_config(_write_config(tmp_path / "configs", data))
+    assert config.data.train.images == absolute
+    assert config.data.description == "camvid"
+
+
+@pytest.mark.parametrize(
+    "text, path, value",
+    [
+        ("train.iterations=5", ["train", "iterations"], 5),
+        ("train.lr=0.5", ["train", "lr"], 0.5),
+        ("data.input_size=[32,48]", ["data", "input_size"], [32, 48]),
+        ("train.hflip=false", ["train", "hflip"], False),
+        ("model.name=small_unet", ["model", "name"], "small_unet"),
+        ("a.b=x=y", ["a", "b"], "x=y"),
+        ("a=", ["a"], ""),
+    ],
+)
+def test_parse_override_reads_yaml_values(text, path, value):
+    assert parse_override(text) == (path, value)
+
+
+@pytest.mark.parametrize("text", ["train.iterations", "=5"])
+def test_parse_override_rejects_malformed(text):
+    with pytest.raises(AtsoError, match="--set"):
+        parse_override(text)
+
+
+def test_apply_overrides_sets_nested_keys_and_creates_sections():
+    data = {"train": {"iterations": 10}}
+    result = apply_overrides(data, ["train.iterations=5", "model.options.width=8"])
+    assert result == {"train": {"iterations": 5}, "model": {"options": {"width": 8}}}
+
+
+def test_apply_overrides_into_a_value_is_an_error():
+    with pytest.raises(AtsoError, match="'iterations' is not a section"):
+        apply_overrides({"train": {"iterations": 10}}, ["train.iterations.x=1"])
+
+
+def test_load_config_applies_typed_overrides(tmp_path):
+    path = _write_config(tmp_path, MINIMAL)
+    config = load_config(
+        path, ["train.iterations=5", "data.input_size=[32,48]", "teacher_student.strategy=stso", "runtime.quiet=true"]
+    )
+    assert config.train.iterations == 5
+    assert config.data.input_size == (32, 48)
+    assert config.teacher_student.strategy == "stso"
+    assert config.runtime.quiet is True
+
+
+def test_unknown_key_names_the_full_key_and_lists_allowed_keys(tmp_path):
+    path = _write_config(tmp_path, MINIMAL)
+    with pytest.raises(AtsoError) as info:
+        load_config(path, ["train.bogus=1"])
+    message = str(info.value)
+    assert str(path) in message
+    assert "'train.bogus'" in message
+    assert "iterations" in message and "batch_size" in message and "checkpoint_every" in message
+
+
+@pytest.mark.parametrize(
+    "data, key, allowed",
+    [
+        (_minimal(bogus={}), "'bogus'", "teacher_student"),
+        ({"data": {"train": {"images": "/i", "masks": "/m", "bogus": 1}}}, "'data.train.bogus'", "mask_suffix"),
+        (
+            {"data": {"train": {"images": "/i", "masks": "/m"}, "unlabeled": [{"images": "/u", "bogus": 1}]}},
+            "'data.unlabeled.0.bogus'",
+            "mask_suffix",
+        ),
+    ],
+)
+def test_unknown_keys_at_every_level(data, key, allowed):
+    with pytest.raises(AtsoError, match="unknown key") as info:
+        config_from_dict(data)
+    assert key in str(info.value)
+    assert allowed in str(info.value)
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    path = _write_config(tmp_path, MINIMAL)
+    with pytest.raises(AtsoError) as info:
+        load_config(path, ["train.iterations=abc"])
+    assert "'train.iterations'" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_out_of_range_value_names_the_key():
+    with pytest.raises(AtsoError, match="'train.lr'"):
+        config_from_dict(_minimal(train={"lr": 0}))
+
+
+def test_bad_literal_lists_allowed_values(tmp_path):
+    path = _write_config(tmp_path, MINIMAL)
+    with pytest.raises(AtsoError) as info:
+        load_config(path, ["teacher_student.strategy=x"])
+    message = str(info.value)
+    assert "'teacher_student.strategy'" in message
+    for strategy in ("supervised", "self-learning", "stso", "atso"):
+        assert f"'{strategy}'" in message
+
+
+def test_missing_data_section_is_named():
+    with pytest.raises(AtsoError, match="missing key 'data'"):
+        config_from_dict({})
+
+
+def test_section_validators_report_their_rule():
+    with pytest.raises(AtsoError, match="'train'.*scale_range"):
+        config_from_dict(_minimal(train={"scale_range": [2.0, 1.0]}))
+    with pytest.raises(AtsoError, match="at most one of labeled_count"):
+        config_from_dict({"data": {"train": {"images": "/i", "masks": "/m"}, "labeled_count": 2, "labeled_fraction": 0.5}})
+    with pytest.raises(AtsoError, match="input_size must be at least 16"):
+        config_from_dict({"data": {"train": {"images": "/i", "masks": "/m"}, "input_size": [8, 32]}})
+
+
+def test_missing_file_names_the_file(tmp_path):
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(AtsoError, match="nope.yaml: config file not found"):
+        load_config(path)
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("data: [unclosed\n  train: {")
+    with pytest.raises(AtsoError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert "not valid YAML" in str(info.value)
+
+
+def test_yaml_that_is_not_a_mapping_names_the_file(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(AtsoError, match="list.yaml: expected a mapping"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"root": "/camvid", "split": "train"},
+        {"images": "/images"},
+        {"images": "/images", "masks": "/masks", "mask_suffix": "_mask"},
+        {"list": "/train.txt"},
+    ],
+)
+def test_source_config_accepts_each_layout(fields):
+    source = SourceConfig(**fields)
+    for key, value in fields.items():
+        assert str(getattr(source, key)) == value
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ({}, "exactly one of"),
+        ({"root": "/camvid", "split": "train", "images": "/images"}, "exactly one of"),
+        ({"images": "/images", "list": "/train.txt"}, "exactly one of"),
+        ({"root": "/camvid"}, "root and split go together"),
+        ({"split": "train"}, "root and split go together"),
+        ({"list": "/train.txt", "masks": "/masks"}, "masks needs images"),
+    ],
+)
+def test_source_config_layout_rules(fields, match):
+    with pytest.raises(ValueError, match=match):
+        SourceConfig(**fields)
+
+
+def test_source_layout_errors_name_the_key_through_the_loader():
+    with pytest.raises(AtsoError, match="'data.test': give exactly one of"):
+        config_from_dict({"data": {"train": {"images": "/i", "masks": "/m"}, "test": {"images": "/i", "list": "/l"}}})
+
+
+def test_fingerprint_ignores_runtime_but_not_results():
+    base = config_from_dict(_minimal())
+    assert base.fingerprint() == config_from_dict(_minimal()).fingerprint()
+    runtime = config_from_dict(_minimal(runtime={"device": "cpu", "num_workers": 4, "quiet": True, "amp": False}))
+    assert runtime.fingerprint() == base.fingerprint()
+    lr = config_from_dict(_minimal(train={"lr": 0.02}))
+    assert lr.fingerprint() != base.fingerprint()
+    assert len(base.fingerprint()) == 16
+
+
+def test_dump_config_round_trips(tmp_path):
+    config = load_config(
+        _write_config(tmp_path, MINIMAL),
+        ["data.input_size=[32,48]", "train.scale_range=[0.5,2.0]", "data.unlabeled=[{images: extra}]", "model.options={width: 8}"],
+    )
+    text = dump_config(config)
+    again = config_from_dict(yaml.safe_load(text), source="dump")
+    assert again == config
+    assert again.fingerprint() == config.fingerprint()
+    assert dump_config(again) == text

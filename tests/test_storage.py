@@ -1,0 +1,108 @@
+import os
+import tempfile
+
+import pytest
+import torch
+
+from atso.errors import AtsoError
+from atso.storage import (
+    atomic_save_torch,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+)
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_atomic_writes_leave_only_the_target(tmp_path):
+    atomic_write_bytes(tmp_path / "a.bin", b"\x00\x01")
+    atomic_write_text(tmp_path / "b.txt", "héllo")
+    atomic_write_json(tmp_path / "c.json", {"b": 1, "a": [1, 2]})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.txt", "c.json"]
+    assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "b.txt").read_text(encoding="utf-8") == "héllo"
+    assert read_json(tmp_path / "c.json") == {"a": [1, 2], "b": 1}
+    assert (tmp_path / "c.json").read_text().endswith("\n")
+
+
+def test_atomic_write_creates_parent_folders_and_replaces(tmp_path):
+    path = tmp_path / "run" / "generation_1" / "metrics.json"
+    assert atomic_write_text(path, "old", fsync=False) == path
+    atomic_write_text(path, "new", fsync=False)
+    assert path.read_text() == "new"
+    assert os.listdir(path.parent) == ["metrics.json"]
+
+
+def test_failing_writer_keeps_previous_content(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"previous")
+
+    def write(handle):
+        handle.write(b"half a checkpo")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        atomic_write(path, write)
+    assert path.read_bytes() == b"previous"
+    assert os.listdir(tmp_path) == ["checkpoint.pt"]
+
+
+def test_writer_os_error_becomes_atso_error(tmp_path):
+    path = tmp_path / "labels.png"
+    path.write_bytes(b"previous")
+
+    def write(handle):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(AtsoError, match="labels.png: write failed \\(No space left on device\\)"):
+        atomic_write(path, write)
+    assert path.read_bytes() == b"previous"
+    assert _leftovers(tmp_path) == []
+
+
+def test_unwritable_folder_raises_atso_error_naming_the_path(tmp_path, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_space)
+    path = tmp_path / "out" / "metrics.json"
+    with pytest.raises(AtsoError) as info:
+        atomic_write_json(path, {"miou": 0.5})
+    assert str(path) in str(info.value)
+    assert "No space left on device" in str(info.value)
+    assert not path.exists()
+
+
+def test_read_only_folder_raises_atso_error_naming_the_path(tmp_path):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        try:
+            (folder / "probe").write_bytes(b"")
+        except OSError:
+            pass
+        else:
+            pytest.skip("chmod does not stop this user from writing (running as root?)")
+        path = folder / "metrics.json"
+        with pytest.raises(AtsoError) as info:
+            atomic_write_text(path, "x")
+        assert str(path) in str(info.value)
+        assert "cannot write here" in str(info.value)
+        assert os.listdir(folder) == []
+    finally:
+        folder.chmod(0o700)
+
+
+def test_atomic_save_torch_round_trip(tmp_path):
+    state = {"weights": torch.arange(6, dtype=torch.float32).reshape(2, 3), "iteration": 7}
+    path = atomic_save_torch(tmp_path / "model.pt", state)
+    loaded = torch.load(path, weights_only=True)
+    assert loaded["iteration"] == 7
+    assert torch.equal(loaded["weights"], state["weights"])
+    assert _leftovers(tmp_path) == []
