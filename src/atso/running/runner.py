@@ -185,7 +185,10 @@ class Runner:
         job_dir.mkdir(parents=True, exist_ok=True)
         state_path = job_dir / "state.pt"
         started = time.perf_counter()
-        losses = train(model, dataset, settings, state_path, job.id, fault_point=f"train:{job.id}")
+        losses = train(
+            model, dataset, settings, state_path, job.id,
+            fault_point=f"train:{job.id}", metadata={"config": config.to_dict()},
+        )
         images_per_second = iterations * config.train.batch_size / max(time.perf_counter() - started, 1e-9)
         save_model(
             self.run_dir.model_path(job.id),

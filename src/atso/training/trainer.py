@@ -69,6 +69,7 @@ def train(
     job_name: str,
     loss_fn: LossFunction | None = None,
     fault_point: str | None = None,
+    metadata: dict | None = None,
 ) -> list[float]:
     """Train ``model`` in place for ``settings.iterations``, continuing from ``state_path`` if it exists.
 
@@ -116,6 +117,7 @@ def train(
                 "scheduler": scheduler.state_dict(),
                 "iteration": iteration,
                 "job": job_name,
+                "metadata": metadata or {},
             },
         )
 

@@ -1,0 +1,73 @@
+"""Prediction at the input size, resized back; ensembles average softmax; labels honour the threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from atso.data.images import read_label_map
+from atso.data.samples import Sample
+from atso.inference.labeler import label_samples
+from atso.inference.predictor import Predictor
+
+
+class ConstantModel(torch.nn.Module):
+    """Logits that favour one class everywhere, by a chosen margin."""
+
+    def __init__(self, favoured: int, margin: float = 2.0, classes: int = 3) -> None:
+        super().__init__()
+        self.logits = torch.zeros(classes)
+        self.logits[favoured] = margin
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = images.shape
+        return self.logits.view(1, -1, 1, 1).expand(n, -1, h, w).clone()
+
+
+def make_samples(tmp_path, sizes):
+    samples = []
+    for index, (height, width) in enumerate(sizes):
+        path = tmp_path / f"img_{index}.png"
+        Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(path)
+        samples.append(Sample(path.stem, path))
+    return samples
+
+
+def test_predictions_come_back_at_each_images_size(tmp_path):
+    samples = make_samples(tmp_path, [(20, 30), (17, 23), (40, 10)])
+    predictor = Predictor({"a": ConstantModel(2)}, (16, 16), torch.device("cpu"), batch_size=2)
+    results = list(predictor.predict(samples, {"a": ["a"]}))
+    assert [s.id for s, _ in results] == [s.id for s in samples]
+    for (sample, predictions), size in zip(results, [(20, 30), (17, 23), (40, 10)]):
+        assert predictions["a"].labels.shape == size
+        assert (predictions["a"].labels == 2).all()
+
+
+def test_ensemble_is_the_mean_softmax(tmp_path):
+    samples = make_samples(tmp_path, [(8, 8)])
+    models = {"weak": ConstantModel(0, margin=1.0), "strong": ConstantModel(1, margin=3.0)}
+    predictor = Predictor(models, (8, 8), torch.device("cpu"))
+    _, predictions = next(predictor.predict(samples, {"ensemble": ["weak", "strong"], "weak": ["weak"]}))
+    weak = torch.softmax(torch.tensor([1.0, 0, 0]), 0)
+    strong = torch.softmax(torch.tensor([0, 3.0, 0]), 0)
+    mean = (weak + strong) / 2
+    assert (predictions["ensemble"].labels == 1).all()
+    assert np.allclose(predictions["ensemble"].confidence, mean.max().item(), atol=1e-6)
+    assert (predictions["weak"].labels == 0).all()
+
+
+def test_labeler_writes_thresholded_labels_and_skips_finished_files(tmp_path):
+    samples = make_samples(tmp_path, [(10, 12), (10, 12)])
+    predictor = Predictor({"t": ConstantModel(1, margin=0.5)}, (10, 12), torch.device("cpu"))
+    out = tmp_path / "labels"
+    palette = [(0, 0, 0), (255, 0, 0), (0, 0, 255)]
+    confidence = torch.softmax(torch.tensor([0, 0.5, 0]), 0).max().item()
+    stats = label_samples(predictor, samples, ["t"], out, palette, 255, confidence_threshold=confidence + 0.01)
+    assert stats["labeled"] == 2 and stats["kept_fraction"] == 0.0
+    assert (read_label_map(out / "img_0.png", 3) == 255).all()
+    stats = label_samples(predictor, samples, ["t"], out, palette, 255)
+    assert stats["labeled"] == 0  # existing files are complete (atomic writes), so they are skipped
+    (out / "img_1.png").unlink()
+    stats = label_samples(predictor, samples, ["t"], out, palette, 255)
+    assert stats["labeled"] == 1 and (read_label_map(out / "img_1.png", 3) == 1).all()

@@ -1,0 +1,94 @@
+"""One model on given pairs: the loss falls, a resumed run equals an uninterrupted one, NaN stops it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from atso.data.datasets import TrainingDataset, TrainingPair
+from atso.data.description import load_description
+from atso.data.transforms import Augmentation
+from atso.errors import AtsoError
+from atso.models import build_model
+from atso.training.trainer import TrainingSettings, cross_entropy, poly_factor, train
+
+
+@pytest.fixture
+def dataset(tiny_dataset):
+    description = load_description(tiny_dataset / "shapes.yaml")
+    pairs = [
+        TrainingPair(path.stem, path, tiny_dataset / "trainannot" / path.name, False)
+        for path in sorted((tiny_dataset / "train").glob("*.png"))[:6]
+    ]
+    return TrainingDataset(pairs, description, (32, 40), Augmentation(ignore_index=255), batch_size=4, seed=3)
+
+
+def new_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("small_unet", 3, base_channels=4, depth=2)
+
+
+def test_loss_falls(dataset, tmp_path):
+    settings = TrainingSettings(iterations=40, lr=0.05, checkpoint_every=40, quiet=True, log_every=5)
+    losses = train(new_model(), dataset, settings, tmp_path / "state.pt", "test")
+    assert len(losses) == 8
+    assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2])
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(dataset, tmp_path):
+    settings = TrainingSettings(iterations=12, lr=0.05, checkpoint_every=4, quiet=True, log_every=4)
+    straight = new_model()
+    train(straight, dataset, settings, tmp_path / "a.pt", "straight")
+
+    state_path = tmp_path / "b.pt"
+    _train_until(new_model(), dataset, settings, state_path, stop_after=8)
+    resumed = new_model()  # a new process: weights come from the state file
+    train(resumed, dataset, settings, state_path, "resumed")
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    state = torch.load(state_path, weights_only=False)
+    assert state["iteration"] == 12 and {"model", "optimizer", "scheduler"} <= set(state)
+
+
+def _train_until(model, dataset, settings, state_path, stop_after):
+    """Run the first ``stop_after`` iterations of a longer schedule, as a killed job would have."""
+    import atso.training.trainer as trainer
+
+    class Stop(Exception):
+        pass
+
+    def crash(point: str) -> None:
+        if point.endswith(f":{stop_after}"):
+            raise Stop
+
+    original = trainer.maybe_crash
+    trainer.maybe_crash = crash
+    try:
+        with pytest.raises(Stop):
+            train(model, dataset, settings, state_path, "partial", fault_point="train")
+    finally:
+        trainer.maybe_crash = original
+    assert torch.load(state_path, weights_only=False)["iteration"] == stop_after
+
+
+def test_nan_loss_stops_with_the_job_and_iteration(dataset, tmp_path):
+    def nan_loss(logits, target):
+        return logits.sum() * float("nan")
+
+    settings = TrainingSettings(iterations=20, checkpoint_every=5, quiet=True, log_every=5)
+    with pytest.raises(AtsoError, match=r"job-x: loss became nan by iteration 5"):
+        train(new_model(), dataset, settings, tmp_path / "state.pt", "job-x", loss_fn=nan_loss)
+    assert not (tmp_path / "state.pt").exists()
+
+
+def test_cross_entropy_of_an_all_ignored_batch_is_zero_not_nan():
+    logits = torch.randn(2, 3, 4, 4)
+    target = torch.full((2, 4, 4), 255)
+    assert cross_entropy(255)(logits, target).item() == 0.0
+
+
+def test_poly_schedule():
+    assert poly_factor(0, 100, 0.9) == 1.0
+    assert poly_factor(50, 100, 1.0) == pytest.approx(0.5)
+    assert poly_factor(100, 100, 0.9) == 0.0
