@@ -24,7 +24,11 @@ class _Section(BaseModel):
 class SourceConfig(_Section):
     """Where samples come from: a CamVid-style split, an image folder (+ mask folder), or a list file."""
 
-    root: Path | None = Field(default=None, description="CamVid layout root holding SPLIT/ and SPLITannot/")
+    root: Path | None = Field(default=None, description="dataset root of a CamVid or Cityscapes layout")
+    layout: Literal["camvid", "cityscapes"] = Field(
+        default="camvid",
+        description="with root + split: camvid (SPLIT/, SPLITannot/) or cityscapes (leftImg8bit/SPLIT/CITY, gtFine/...)",
+    )
     split: str | None = Field(default=None, description="split name under root, e.g. train, val, test")
     images: Path | None = Field(default=None, description="folder of images")
     masks: Path | None = Field(default=None, description="folder of masks with the images' stems")
@@ -126,7 +130,13 @@ class RuntimeConfig(_Section):
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N")
     amp: bool = Field(default=True, description="mixed precision on CUDA")
     num_workers: int = Field(default=0, ge=0)
-    quiet: bool = False
+    deterministic: bool = Field(
+        default=False, description="deterministic GPU kernels (slower); the CPU is deterministic without it"
+    )
+    quiet: bool = Field(default=False, description="no progress bars")
+    tensorboard: bool = Field(
+        default=False, description="write loss, learning rate and @R/@E to RUN_DIR/tensorboard (pip install tensorboard)"
+    )
 
 
 class Config(_Section):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from atso.errors import AtsoError
 
-BUILTIN_DESCRIPTIONS = ("camvid",)
+BUILTIN_DESCRIPTIONS = ("camvid", "cityscapes")
 
 
 class DatasetDescription(BaseModel):
@@ -20,7 +20,10 @@ class DatasetDescription(BaseModel):
 
     ``remap`` maps raw mask values to class indices (many to one) or to ``ignore_index``; it is applied
     before validation. With ``mask_format: color`` the masks are RGB and ``palette`` gives each class's
-    colour; unknown colours are errors unless listed in ``ignore_colors``.
+    colour; unknown colours are errors unless listed in ``ignore_colors``. ``unmapped: ignore`` turns every
+    raw value that is neither remapped nor a class into ``ignore_index`` (for label spaces mapped onto
+    another dataset's classes). ``superclasses`` groups classes (name -> class names) for super-class
+    pseudo-labels; every class belongs to exactly one group.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -32,6 +35,8 @@ class DatasetDescription(BaseModel):
     remap: dict[int, int] = Field(default_factory=dict)
     mask_format: Literal["index", "color"] = "index"
     ignore_colors: list[tuple[int, int, int]] = Field(default_factory=list)
+    unmapped: Literal["error", "ignore"] = "error"
+    superclasses: dict[str, list[str]] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "DatasetDescription":
@@ -45,6 +50,17 @@ class DatasetDescription(BaseModel):
         for raw, target in self.remap.items():
             if not (0 <= target < n or target == self.ignore_index):
                 raise ValueError(f"remap {raw}: {target} is neither a class (0..{n - 1}) nor ignore_index")
+        if self.superclasses is not None:
+            grouped = [name for members in self.superclasses.values() for name in members]
+            unknown = sorted(set(grouped) - set(self.classes))
+            if unknown:
+                raise ValueError(f"superclasses name unknown classes: {', '.join(unknown)}")
+            missing = [name for name in self.classes if name not in grouped]
+            twice = sorted({name for name in grouped if grouped.count(name) > 1})
+            if missing or twice:
+                raise ValueError(
+                    f"superclasses must put every class in exactly one group (missing: {missing}, twice: {twice})"
+                )
         return self
 
     @property
@@ -58,9 +74,28 @@ class DatasetDescription(BaseModel):
         rng = np.random.default_rng(0)
         return [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(self.num_classes)]
 
+    def superclass_table(self) -> np.ndarray:
+        """Class index -> super-class index (groups in the order given)."""
+        if self.superclasses is None:
+            raise ValueError(f"description '{self.name}' defines no superclasses")
+        table = np.zeros(self.num_classes, dtype=np.int64)
+        for group, members in enumerate(self.superclasses.values()):
+            for name in members:
+                table[self.classes.index(name)] = group
+        return table
+
+    def superclass_description(self) -> "DatasetDescription":
+        """The label space of the super-classes (for pseudo-labels and super-class scores)."""
+        if self.superclasses is None:
+            raise ValueError(f"description '{self.name}' defines no superclasses")
+        return DatasetDescription(name=f"{self.name}-super", classes=list(self.superclasses), ignore_index=self.ignore_index)
+
     def lookup_table(self) -> np.ndarray:
-        """A 256-entry table from raw mask value to class index; unmapped values stay as they are."""
+        """A 256-entry table from raw mask value to class index; unmapped values stay as they are
+        (or become ``ignore_index`` with ``unmapped: ignore``)."""
         table = np.arange(256, dtype=np.int64)
+        if self.unmapped == "ignore":
+            table[self.num_classes :] = self.ignore_index
         for raw, target in self.remap.items():
             if 0 <= raw < 256:
                 table[raw] = target

@@ -64,6 +64,29 @@ def _from_folders(images: Path, masks: Path | None, source: SourceConfig, need_m
     return samples
 
 
+CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit"
+CITYSCAPES_MASK_SUFFIX = "_gtFine_labelIds"
+
+
+def _from_cityscapes(root: Path, split: str, source: SourceConfig, need_masks: bool) -> list[Sample]:
+    """Cityscapes: ``leftImg8bit/SPLIT/CITY/ID_leftImg8bit.png`` with ``gtFine/SPLIT/CITY/ID_gtFine_labelIds.png``."""
+    images_root = root / "leftImg8bit" / split
+    if not images_root.is_dir():
+        raise AtsoError(f"{images_root}: image folder not found; the Cityscapes layout needs leftImg8bit/{split}/CITY/")
+    samples = []
+    for image in sorted(images_root.glob(f"*/*{CITYSCAPES_IMAGE_SUFFIX}.png")):
+        sample_id = image.name[: -len(f"{CITYSCAPES_IMAGE_SUFFIX}.png")]
+        if not _selected(source, sample_id):
+            continue
+        mask = root / "gtFine" / split / image.parent.name / f"{sample_id}{CITYSCAPES_MASK_SUFFIX}.png"
+        if not mask.is_file():
+            if need_masks:
+                raise AtsoError(f"{image}: labeled image has no mask {mask}; add it or list the image as unlabeled")
+            mask = None
+        samples.append(Sample(sample_id, image, mask))
+    return samples
+
+
 def read_list_file(path: Path, base_dir: Path | None = None) -> list[Sample]:
     """Read 'image [mask]' lines; relative paths are relative to ``base_dir`` (default: the file's folder)."""
     path = Path(path)
@@ -116,6 +139,9 @@ def list_samples(source: SourceConfig, need_masks: bool = True) -> list[Sample]:
                 raise AtsoError(f"{sample.mask}: mask file not found (listed in {source.list})")
             if need_masks and sample.mask is None:
                 raise AtsoError(f"{sample.image}: labeled image has no mask in {source.list}; add 'image mask'")
+    elif source.root is not None and source.layout == "cityscapes":
+        samples = _from_cityscapes(source.root, str(source.split), source, need_masks)
+        origin = str(source.root / "leftImg8bit" / str(source.split))
     elif source.root is not None:
         images = source.root / str(source.split)
         masks = source.root / f"{source.split}annot"
