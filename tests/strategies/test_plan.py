@@ -115,3 +115,24 @@ def test_format_is_a_readable_table():
 def test_unknown_strategy():
     with pytest.raises(ValueError, match="unknown strategy"):
         build_plan("mean-teacher", generations=1)
+
+
+def test_superclass_variant_labels_coarsely_and_refines_to_full_classes():
+    plan = build_plan("atso", generations=2, granularity="super", super_to_full=True)
+    assert plan.strategies == ("atso-super",)
+    label = labels(plan)
+    assert label["atso-super/g0/labels"].granularity == "super"
+    assert label["atso-super/g2/labels"].granularity == "super"
+    assert label["atso-super/to-full/labels"].granularity == "full"
+    assert label["atso-super/to-full/labels"].teachers == ((1, ("atso-super/final/model",)), (2, ("atso-super/final/model",)))
+    refined = trains(plan)["atso-super/to-full/model"]
+    assert refined.init == "atso-super/final/model"  # the 5 -> 19 stage continues fine-tuning that model
+    assert refined.pseudo == ((1, "atso-super/to-full/labels"), (2, "atso-super/to-full/labels"))
+    assert trains(plan)["atso-super/g1/student-1"].pseudo == ((1, "atso-super/g0/labels"),)
+
+
+def test_compare_of_granularities_keeps_variants_apart():
+    plan = build_compare_plan(1, strategies=("stso", "atso"), granularities=("full", "super"))
+    assert plan.strategies == ("stso", "stso-super", "atso", "atso-super")
+    ids = [job.id for job in plan.jobs]
+    assert len(ids) == len(set(ids))

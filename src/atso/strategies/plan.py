@@ -39,12 +39,17 @@ class TrainJob:
 
 @dataclass(frozen=True)
 class LabelJob:
-    """Label each reference fold with the mean softmax of the models named for it."""
+    """Label each reference fold with the mean softmax of the models named for it.
+
+    ``granularity`` is ``full`` (class labels) or ``super`` (the teachers' probabilities summed within
+    each super-class, so a rare class is not wiped out by a confusable neighbour; section 5.2).
+    """
 
     id: str
     strategy: str
     generation: int
     teachers: tuple[tuple[int, tuple[str, ...]], ...]
+    granularity: str = "full"
     kind: str = field(default="label", init=False)
 
     @property
@@ -104,7 +109,7 @@ class Plan:
                 rows.append((job.id, "train", job.init or "scratch", data))
             elif isinstance(job, LabelJob):
                 data = "; ".join(f"R{fold} <- {' + '.join(models)}" for fold, models in job.teachers)
-                rows.append((job.id, "label", "", data))
+                rows.append((job.id, "label" if job.granularity == "full" else "label (super)", "", data))
             else:
                 data = "@E " + ", ".join(job.models) + (f"; @R {job.labeling}" if job.labeling else "")
                 rows.append((job.id, "evaluate", "", data))
@@ -130,42 +135,71 @@ def _generation_zero(folds: int) -> list[Job]:
     ]
 
 
-def _strategy_jobs(strategy: str, generations: int, folds: int, final_labels: str) -> list[Job]:
-    """Generations 1..T (and ATSO's final model) of one strategy."""
+def variant_name(strategy: str, granularity: str = "full") -> str:
+    """How a strategy run with super-class pseudo-labels is named in job ids and tables."""
+    return strategy if granularity == "full" else f"{strategy}-super"
+
+
+def _strategy_jobs(
+    strategy: str, generations: int, folds: int, final_labels: str, granularity: str = "full", super_to_full: bool = False
+) -> list[Job]:
+    """Generations 1..T (and ATSO's final model, and the optional super->full stage) of one strategy."""
+    name = variant_name(strategy, granularity)
     jobs: list[Job] = []
     fold_ids = range(1, folds + 1)
-    labeling = G0_LABELS
-    labelings = [G0_LABELS]
+    everything_by = lambda model: tuple((k, (model,)) for k in fold_ids)  # noqa: E731
+    if granularity == "full":
+        labeling = G0_LABELS
+    else:
+        labeling = f"{name}/g0/labels"
+        jobs.append(LabelJob(labeling, name, 0, teachers=everything_by(M0), granularity=granularity))
+        jobs.append(EvaluateJob(f"{name}/g0/eval", name, 0, (M0,), labeling))
+    labelings = [labeling]
     previous_student = M0
     for t in range(1, generations + 1):
-        prefix = f"{strategy}/g{t}"
+        prefix = f"{name}/g{t}"
         if strategy == "atso":
             students = {k: f"{prefix}/student-{k}" for k in fold_ids}
             for k, student in students.items():
-                jobs.append(TrainJob(student, strategy, t, init=M0, pseudo=((k, labeling),)))
+                jobs.append(TrainJob(student, name, t, init=M0, pseudo=((k, labeling),)))
             # Fold k is labeled only by students that never trained on it.
             teachers = tuple((k, tuple(s for j, s in students.items() if j != k)) for k in fold_ids)
             models = tuple(students.values())
         else:
             student = f"{prefix}/student"
             init = previous_student if strategy == "self-learning" else M0
-            jobs.append(TrainJob(student, strategy, t, init=init, pseudo=tuple((k, labeling) for k in fold_ids)))
-            teachers = tuple((k, (student,)) for k in fold_ids)
+            jobs.append(TrainJob(student, name, t, init=init, pseudo=tuple((k, labeling) for k in fold_ids)))
+            teachers = everything_by(student)
             models = (student,)
             previous_student = student
-        jobs.append(LabelJob(f"{prefix}/labels", strategy, t, teachers=teachers))
-        jobs.append(EvaluateJob(f"{prefix}/eval", strategy, t, models, f"{prefix}/labels", previous_labeling=labeling))
+        jobs.append(LabelJob(f"{prefix}/labels", name, t, teachers=teachers, granularity=granularity))
+        jobs.append(EvaluateJob(f"{prefix}/eval", name, t, models, f"{prefix}/labels", previous_labeling=labeling))
         labeling = f"{prefix}/labels"
         labelings.append(labeling)
+    delivered = previous_student
     if strategy == "atso" and generations > 0:
         final_labeling = labelings[-1] if final_labels == "cross" else labelings[-2]
-        final = "atso/final/model"
-        jobs.append(TrainJob(final, strategy, generations + 1, init=M0, pseudo=tuple((k, final_labeling) for k in fold_ids)))
-        jobs.append(EvaluateJob("atso/final/eval", strategy, "final", (final,), labeling=None))
+        delivered = f"{name}/final/model"
+        jobs.append(TrainJob(delivered, name, generations + 1, init=M0, pseudo=tuple((k, final_labeling) for k in fold_ids)))
+        jobs.append(EvaluateJob(f"{name}/final/eval", name, "final", (delivered,), labeling=None))
+    if granularity == "super" and super_to_full and generations > 0:
+        # The paper's 5 -> 19 stage: the delivered model relabels R with full classes and keeps fine-tuning.
+        full_labels = f"{name}/to-full/labels"
+        refined = f"{name}/to-full/model"
+        jobs.append(LabelJob(full_labels, name, generations + 1, teachers=everything_by(delivered)))
+        jobs.append(TrainJob(refined, name, generations + 2, init=delivered, pseudo=tuple((k, full_labels) for k in fold_ids)))
+        jobs.append(EvaluateJob(f"{name}/to-full/eval", name, "to-full", (refined,), labeling=None))
     return jobs
 
 
-def build_plan(strategy: str, generations: int, folds: int = 2, final_labels: str = "cross") -> Plan:
+def build_plan(
+    strategy: str,
+    generations: int,
+    folds: int = 2,
+    final_labels: str = "cross",
+    granularity: str = "full",
+    super_to_full: bool = False,
+) -> Plan:
     """The plan of one strategy.
 
     Args:
@@ -174,21 +208,34 @@ def build_plan(strategy: str, generations: int, folds: int = 2, final_labels: st
         folds: K, the number of reference folds (ATSO labels fold k with the other folds' students).
         final_labels: ATSO's final model trains on the folds relabeled by the last students ('cross'),
             or on the labels those students trained on ('last', Algorithm 1's line 12 read literally).
+        granularity: pseudo-labels of full classes or of super-classes.
+        super_to_full: after super-class generations, relabel R with full classes and fine-tune once more.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     jobs = _generation_zero(folds)
     if strategy != "supervised":
-        jobs += _strategy_jobs(strategy, generations, folds, final_labels)
-    return Plan((strategy,), generations if strategy != "supervised" else 0, folds, tuple(jobs))
+        jobs += _strategy_jobs(strategy, generations, folds, final_labels, granularity, super_to_full)
+    name = variant_name(strategy, granularity) if strategy != "supervised" else strategy
+    return Plan((name,), generations if strategy != "supervised" else 0, folds, tuple(jobs))
 
 
 def build_compare_plan(
-    generations: int, folds: int = 2, final_labels: str = "cross", strategies: tuple[str, ...] = STRATEGIES
+    generations: int,
+    folds: int = 2,
+    final_labels: str = "cross",
+    strategies: tuple[str, ...] = STRATEGIES,
+    granularities: tuple[str, ...] = ("full",),
+    super_to_full: bool = False,
 ) -> Plan:
-    """All strategies on one split and seed, sharing M0 and its labels."""
+    """Several strategies (and pseudo-label granularities) on one split and seed, sharing M0 and its labels."""
     jobs = _generation_zero(folds)
+    names = []
     for strategy in strategies:
-        if strategy != "supervised":
-            jobs += _strategy_jobs(strategy, generations, folds, final_labels)
-    return Plan(tuple(strategies), generations, folds, tuple(jobs))
+        if strategy == "supervised":
+            names.append(strategy)
+            continue
+        for granularity in granularities:
+            jobs += _strategy_jobs(strategy, generations, folds, final_labels, granularity, super_to_full)
+            names.append(variant_name(strategy, granularity))
+    return Plan(tuple(names), generations, folds, tuple(jobs))
