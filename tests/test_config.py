@@ -174,7 +174,7 @@ def test_section_validators_report_their_rule():
         config_from_dict(_minimal(train={"scale_range": [2.0, 1.0]}))
     with pytest.raises(AtsoError, match="at most one of labeled_count"):
         config_from_dict({"data": {"train": {"images": "/i", "masks": "/m"}, "labeled_count": 2, "labeled_fraction": 0.5}})
-    with pytest.raises(AtsoError, match="input_size must be at least 16"):
+    with pytest.raises(AtsoError, match="'data.input_size'.*at least 16"):
         config_from_dict({"data": {"train": {"images": "/i", "masks": "/m"}, "input_size": [8, 32]}})
 
 

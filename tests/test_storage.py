@@ -106,3 +106,29 @@ def test_atomic_save_torch_round_trip(tmp_path):
     assert loaded["iteration"] == 7
     assert torch.equal(loaded["weights"], state["weights"])
     assert _leftovers(tmp_path) == []
+
+
+def test_temporary_files_of_killed_writes_are_removed_and_nothing_else(tmp_path):
+    from atso.storage import remove_temporary_files
+
+    (tmp_path / "jobs" / "m0").mkdir(parents=True)
+    leftovers = [tmp_path / ".manifest.json.a1b2.tmp", tmp_path / "jobs" / "m0" / ".state.pt.x9.tmp"]
+    kept = [tmp_path / "manifest.json", tmp_path / "jobs" / "m0" / "notes.tmp", tmp_path / ".manifest.lock"]
+    for path in leftovers + kept:
+        path.write_bytes(b"")
+    assert sorted(remove_temporary_files(tmp_path)) == sorted(leftovers)
+    assert all(path.exists() for path in kept) and not any(path.exists() for path in leftovers)
+
+
+def test_unreadable_json_is_a_one_line_error(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"jobs": {')
+    with pytest.raises(AtsoError, match="manifest.json: cannot read JSON"):
+        read_json(tmp_path / "manifest.json")
+
+
+def test_a_folder_that_cannot_be_made_is_an_atso_error(tmp_path):
+    from atso.storage import make_folder
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(AtsoError, match="file/sub: cannot create this folder"):
+        make_folder(tmp_path / "file" / "sub")

@@ -13,6 +13,7 @@ from atso.data.samples import Sample
 from atso.errors import AtsoError
 from atso.evaluation.metrics import SegmentationScores
 from atso.inference.predictor import Predictor
+from atso.models import build_model
 from atso.reporting.tables import diagnostics_table, generation_table
 from atso.running.run_dir import RunDirectory
 from atso.running.runner import Runner
@@ -32,9 +33,12 @@ def preflight(runner: Runner) -> None:
     """Check every sample once, so bad input fails before any training starts, not hours into a run.
 
     Labeled and test samples are decoded fully; reference images only by header (they can be many),
-    and their masks, which only serve the @R diagnostic, fully.
+    and their masks, which only serve the @R diagnostic, fully. The network is built once, so an
+    unknown model, option or value fails here too.
     """
     description = runner.description
+    config = runner.config
+    build_model(config.model.name, description.num_classes, **config.model.options)
     split = runner.split
     for sample in split.labeled + split.test:
         image = read_image(sample.image)
@@ -46,9 +50,17 @@ def preflight(runner: Runner) -> None:
 
 
 def run(
-    config: Config, out: str | Path, compare: bool = False, force: bool = False, log: Callable[[str], None] = print
+    config: Config,
+    out: str | Path,
+    compare: bool = False,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    report: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) a strategy, or a comparison of all four, in ``out``; return the results.
+
+    With ``report``, ``out/report/`` is written at the end; a report that fails to draw is logged, never
+    fatal: the run's results stand, and ``atso report`` rebuilds it.
 
     Raises:
         AtsoError: bad data or config, or ``out`` holds a run made with another config.
@@ -61,13 +73,33 @@ def run(
     runner.run()
     records = runner.records()
     strategies = list(plan.strategies)
+    report_path = None
+    if report:
+        try:
+            report_path = str(build_report(run_dir.path, log=log))
+        except Exception as exc:  # drawing is a by-product: never lose a finished run to it
+            log(f"report: not written ({exc.__class__.__name__}: {exc}); rebuild it with 'atso report {run_dir.path}'")
     return {
         "run_dir": str(run_dir.path),
+        "report": report_path,
         "records": records,
         "table": generation_table(records, strategies),
         "diagnostics": diagnostics_table(records, strategies),
         "final_models": {s: [str(run_dir.model_path(m)) for m in models] for s, models in plan.final_models().items()},
     }
+
+
+def build_report(
+    run_dir: str | Path, cases: bool = True, log: Callable[[str], None] = print, quiet: bool | None = None
+) -> Path:
+    """Write ``run_dir/report/index.html`` and ``summary.md`` from what the run has finished; return the HTML path.
+
+    Raises:
+        AtsoError: ``run_dir`` is not a run directory.
+    """
+    from atso.reporting.report import write_report  # loaded only when a report is drawn
+
+    return write_report(run_dir, cases=cases, log=log, quiet=quiet)
 
 
 def run_job(run_dir: str | Path, job_id: str, log: Callable[[str], None] = print) -> None:

@@ -1,4 +1,4 @@
-"""The ``atso`` command line: train, run, compare, plan, evaluate, predict, job, demo."""
+"""The ``atso`` command line: train, run, compare, plan, evaluate, predict, job, report, demo."""
 
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def _print_results(result: dict, started: float) -> None:
     print(f"\nrun directory: {result['run_dir']}  (metrics.jsonl, manifest.json, jobs/)")
     for strategy, models in result["final_models"].items():
         print(f"final {strategy} model: {', '.join(models)}")
+    if result.get("report"):
+        print(f"report: {result['report']}")
     print(f"wall time: {time.perf_counter() - started:.1f}s")
 
 
@@ -146,11 +148,20 @@ def command_job(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_report(args: argparse.Namespace) -> int:
+    from atso import api
+
+    path = api.build_report(args.run_dir, cases=not args.no_cases, quiet=True if args.quiet else None)
+    print(f"wrote {path} and {path.parent / 'summary.md'}")
+    return 0
+
+
 def command_demo(args: argparse.Namespace) -> int:
     from atso import api
     from atso.demo import demo_config
 
-    config = demo_config(quick=args.quick, overrides=args.overrides)
+    overrides = list(args.overrides) + (["runtime.quiet=true"] if args.quiet else [])
+    config = demo_config(quick=args.quick, overrides=overrides)
     out = Path(args.out)
     print(f"atso demo: all four strategies on the bundled CamVid subset -> {out}")
     started = time.perf_counter()
@@ -215,10 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("job_id")
     job.set_defaults(handler=command_job)
 
+    report = commands.add_parser("report", help="write RUN_DIR/report/index.html and summary.md for a run")
+    report.add_argument("run_dir")
+    report.add_argument("--no-cases", action="store_true", help="skip predicting the test set for the case overlays")
+    report.add_argument("--quiet", action="store_true", help="no progress bars")
+    report.set_defaults(handler=command_report)
+
     demo = commands.add_parser("demo", help="compare all strategies on the bundled CamVid subset (a few minutes)")
     demo.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     demo.add_argument("--quick", action="store_true", help="a much shorter run, for a smoke test")
     demo.add_argument("--force", action="store_true")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     demo.set_defaults(handler=command_demo)
     return parser

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from atso.errors import AtsoError
 
@@ -67,9 +67,14 @@ class DataConfig(_Section):
         rules = [self.labeled_count is not None, self.labeled_fraction is not None, self.labeled_list is not None]
         if sum(rules) > 1:
             raise ValueError("give at most one of labeled_count, labeled_fraction, labeled_list")
-        if min(self.input_size) < 16:
-            raise ValueError("input_size must be at least 16 pixels each way")
         return self
+
+    @field_validator("input_size")
+    @classmethod
+    def _input_size_at_least_16(cls, size: tuple[int, int]) -> tuple[int, int]:
+        if min(size) < 16:
+            raise ValueError(f"{list(size)} is too small; give at least 16 pixels each way, e.g. [96, 128]")
+        return size
 
 
 class ModelConfig(_Section):

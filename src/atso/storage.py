@@ -1,4 +1,9 @@
-"""Atomic file writes: a reader never sees a half-written checkpoint, label map or manifest."""
+"""Atomic file writes: a reader never sees a half-written checkpoint, label map or manifest.
+
+A write goes to ``.<name>.<random>.tmp`` in the target's folder and is renamed into place; a process
+killed mid-write leaves at most such a temporary file, which no reader looks for (see
+:func:`remove_temporary_files`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from atso.errors import AtsoError
+from atso.running.faults import maybe_crash
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -25,6 +31,28 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; outputs should be as readable as any file made with open().
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+def make_folder(path: str | Path) -> Path:
+    """``mkdir -p`` that fails with an AtsoError naming the folder (read-only or full disk)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AtsoError(
+            f"{path}: cannot create this folder ({exc.strerror or exc}); choose a writable output folder"
+        ) from exc
+    return path
+
+
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None], fsync: bool = True) -> Path:
     """Write ``path`` through a temporary file in the same folder, then rename it into place.
 
@@ -32,17 +60,19 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None], f
         AtsoError: the folder cannot be written (read-only, disk full); ``path`` is left untouched.
     """
     path = Path(path)
+    make_folder(path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise AtsoError(f"{path}: cannot write here ({exc.strerror}); choose a writable output folder") from exc
+        raise AtsoError(f"{path}: cannot write here ({exc.strerror or exc}); choose a writable output folder") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             if fsync:
                 os.fsync(handle.fileno())
+        os.chmod(tmp_name, _FILE_MODE)
+        maybe_crash(f"write:{path.name}")  # a kill here leaves only the temporary file
         os.replace(tmp_name, path)
     except BaseException as exc:
         try:
@@ -50,7 +80,7 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None], f
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise AtsoError(f"{path}: write failed ({exc.strerror}); free space or fix permissions, then resume") from exc
+            raise AtsoError(f"{path}: write failed ({exc.strerror or exc}); free space or fix permissions, then resume") from exc
         raise
     if fsync:
         _fsync_dir(path.parent)
@@ -81,7 +111,30 @@ def atomic_save_torch(path: str | Path, obj: Any) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+TEMPORARY_PATTERN = ".*.tmp"
+
+
+def remove_temporary_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writes left under ``folder``; return what was removed.
+
+    Call it only when no other process is writing under ``folder``.
+    """
+    removed = []
+    for leftover in Path(folder).rglob(TEMPORARY_PATTERN):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file written by :func:`atomic_write_json`."""
-    with open(path, "r", encoding="utf-8") as handle:
-        return json.load(handle)
+    """Read a JSON file written by :func:`atomic_write_json`.
+
+    Raises:
+        AtsoError: the file cannot be read or is not JSON (edited by hand, or not written by atso).
+    """
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise AtsoError(f"{path}: cannot read JSON ({exc}); restore or delete the file") from exc

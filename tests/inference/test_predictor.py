@@ -71,3 +71,12 @@ def test_labeler_writes_thresholded_labels_and_skips_finished_files(tmp_path):
     (out / "img_1.png").unlink()
     stats = label_samples(predictor, samples, ["t"], out, palette, 255)
     assert stats["labeled"] == 1 and (read_label_map(out / "img_1.png", 3) == 1).all()
+
+
+def test_progress_bar_unless_quiet(tmp_path, capsys):
+    samples = make_samples(tmp_path, [(8, 8)] * 3)
+    for quiet in (False, True):
+        predictor = Predictor({"a": ConstantModel(1)}, (8, 8), torch.device("cpu"), quiet=quiet)
+        list(predictor.predict(samples, {"a": ["a"]}, desc="scoring"))
+        printed = capsys.readouterr().err
+        assert ("scoring" in printed) is not quiet

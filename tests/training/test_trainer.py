@@ -77,7 +77,7 @@ def test_nan_loss_stops_with_the_job_and_iteration(dataset, tmp_path):
         return logits.sum() * float("nan")
 
     settings = TrainingSettings(iterations=20, checkpoint_every=5, quiet=True, log_every=5)
-    with pytest.raises(AtsoError, match=r"job-x: loss became nan by iteration 5"):
+    with pytest.raises(AtsoError, match=r"job-x: loss became nan at iteration 1;"):
         train(new_model(), dataset, settings, tmp_path / "state.pt", "job-x", loss_fn=nan_loss)
     assert not (tmp_path / "state.pt").exists()
 
@@ -92,3 +92,12 @@ def test_poly_schedule():
     assert poly_factor(0, 100, 0.9) == 1.0
     assert poly_factor(50, 100, 1.0) == pytest.approx(0.5)
     assert poly_factor(100, 100, 0.9) == 0.0
+
+
+def test_on_log_gets_each_logged_iteration_its_mean_loss_and_lr(dataset, tmp_path):
+    settings = TrainingSettings(iterations=12, lr=0.05, poly_power=1.0, checkpoint_every=12, quiet=True, log_every=5)
+    logged = []
+    losses = train(new_model(), dataset, settings, tmp_path / "state.pt", "test", on_log=lambda *a: logged.append(a))
+    assert [step for step, _, _ in logged] == [5, 10, 12]
+    assert [loss for _, loss, _ in logged] == losses
+    assert [lr for _, _, lr in logged] == pytest.approx([0.05 * (1 - 5 / 12), 0.05 * (1 - 10 / 12), 0.0])

@@ -15,6 +15,7 @@ from atso.storage import atomic_write
 # Everything Pillow raises for a damaged or truncated file once the pixels are decoded.
 _READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 _WIDE_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+_ARRAY_SUFFIXES = (".npy", ".npz", ".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".h5")
 
 
 def _open(path: str | Path, what: str, decode: bool = True) -> Image.Image:
@@ -24,6 +25,12 @@ def _open(path: str | Path, what: str, decode: bool = True) -> Image.Image:
         raise AtsoError(f"{path}: {what} file not found; check the data folder and the split file")
     try:
         with Image.open(path) as img:
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:  # a TIFF stack or an animation would otherwise be read as its first slice
+                raise AtsoError(
+                    f"{path}: {what} holds {frames} frames (a volume?), but atso reads one 2D image per file; "
+                    "save each slice as its own file"
+                )
             if decode:
                 img.load()  # decoding here, inside the try, is what catches truncated files
             return img
@@ -31,6 +38,8 @@ def _open(path: str | Path, what: str, decode: bool = True) -> Image.Image:
         # UnidentifiedImageError's own message repeats the path; the line already starts with it.
         unidentified = isinstance(exc, UnidentifiedImageError)
         reason = "not a recognised image format" if unidentified else str(exc) or exc.__class__.__name__
+        if unidentified and path.name.lower().endswith(_ARRAY_SUFFIXES):
+            reason = "an array or volume file, not a 2D image; save each slice as a PNG"
         raise AtsoError(f"{path}: cannot read {what} ({reason}); replace or remove the file") from exc
 
 

@@ -10,6 +10,7 @@ from atso.data.images import write_label_png
 from atso.data.samples import Sample
 from atso.inference.predictor import Predictor
 from atso.running.faults import maybe_crash
+from atso.storage import make_folder
 
 
 def label_samples(
@@ -21,6 +22,7 @@ def label_samples(
     ignore_index: int = 255,
     confidence_threshold: float | None = None,
     fault_point: str | None = None,
+    desc: str = "label",
 ) -> dict[str, float]:
     """Write ``out_dir/<id>.png`` hard labels for each sample; pixels below the threshold get ``ignore_index``.
 
@@ -30,10 +32,11 @@ def label_samples(
     Returns:
         ``labeled`` (new files) and ``kept_fraction`` (pixels above the threshold, over new files).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     todo = [sample for sample in samples if not (out_dir / f"{sample.id}.png").is_file()]
     kept = total = 0
-    for written, (sample, predictions) in enumerate(predictor.predict(todo, {"teacher": list(teachers)}), start=1):
+    predictions_by_sample = predictor.predict(todo, {"teacher": list(teachers)}, desc=desc)
+    for written, (sample, predictions) in enumerate(predictions_by_sample, start=1):
         prediction = predictions["teacher"]
         labels = prediction.labels.copy()
         if confidence_threshold is not None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from atso.data.datasets import InferenceDataset
 from atso.data.samples import Sample
@@ -38,6 +39,7 @@ class Predictor:
         flip: bool = False,
         num_workers: int = 0,
         amp: bool = True,
+        quiet: bool = False,
     ) -> None:
         self.models = {name: model.to(device).eval() for name, model in models.items()}
         self.input_size = tuple(input_size)
@@ -46,6 +48,7 @@ class Predictor:
         self.flip = flip
         self.num_workers = num_workers
         self.amp = amp and device.type == "cuda"
+        self.quiet = quiet
 
     @torch.no_grad()
     def _softmax(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -58,9 +61,9 @@ class Predictor:
 
     @torch.no_grad()
     def predict(
-        self, samples: list[Sample], groups: dict[str, list[str]]
+        self, samples: list[Sample], groups: dict[str, list[str]], desc: str = "predict"
     ) -> Iterator[tuple[Sample, dict[str, Prediction]]]:
-        """Yield each sample with one :class:`Prediction` per group."""
+        """Yield each sample with one :class:`Prediction` per group; ``desc`` names the progress bar."""
         needed = sorted({name for members in groups.values() for name in members})
         loader = DataLoader(
             InferenceDataset(samples, self.input_size),
@@ -69,17 +72,22 @@ class Predictor:
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
         )
-        for images, heights, widths, indices in loader:
-            images = images.to(self.device, non_blocking=True)
-            softmax = {name: self._softmax(self.models[name], images) for name in needed}
-            for row, index in enumerate(indices.tolist()):
-                size = (int(heights[row]), int(widths[row]))
-                result = {}
-                for group, members in groups.items():
-                    mean = torch.stack([softmax[name][row] for name in members]).mean(dim=0)
-                    resized = F.interpolate(mean[None], size=size, mode="bilinear", align_corners=False)[0]
-                    confidence, labels = resized.max(dim=0)
-                    result[group] = Prediction(
-                        labels.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy().astype(np.float32)
-                    )
-                yield samples[index], result
+        progress = tqdm(total=len(samples), desc=desc, unit="img", disable=self.quiet, dynamic_ncols=True, leave=False)
+        try:
+            for images, heights, widths, indices in loader:
+                images = images.to(self.device, non_blocking=True)
+                softmax = {name: self._softmax(self.models[name], images) for name in needed}
+                for row, index in enumerate(indices.tolist()):
+                    progress.update(1)
+                    size = (int(heights[row]), int(widths[row]))
+                    result = {}
+                    for group, members in groups.items():
+                        mean = torch.stack([softmax[name][row] for name in members]).mean(dim=0)
+                        resized = F.interpolate(mean[None], size=size, mode="bilinear", align_corners=False)[0]
+                        confidence, labels = resized.max(dim=0)
+                        result[group] = Prediction(
+                            labels.to(torch.uint8).cpu().numpy(), confidence.cpu().numpy().astype(np.float32)
+                        )
+                    yield samples[index], result
+        finally:
+            progress.close()

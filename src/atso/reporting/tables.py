@@ -1,4 +1,7 @@
-"""The paper's Table 1 layout: a row per generation, @R and @E columns per strategy."""
+"""The paper's tables: Table 1 (a row per generation, @R and @E per strategy) and Table 5 (IoU per class).
+
+Each table is built as rows of cells (``*_rows``), so text, HTML and Markdown show the same numbers.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +23,8 @@ def _rows_by_generation(records: list[dict[str, Any]], strategies: list[str]) ->
     return dict(sorted(rows.items(), key=lambda item: (item[0] == "final", int(item[0][1:]) if item[0] != "final" else 0)))
 
 
-def generation_table(records: list[dict[str, Any]], strategies: list[str], metric: str = "miou") -> str:
-    """Accuracy of the pseudo-labels on R (@R) and of the models on the test set (@E), in percent.
-
-    For ATSO the @E of a generation is the ensemble of its students; ``final`` is ATSO's final model.
-    """
+def generation_rows(records: list[dict[str, Any]], strategies: list[str], metric: str = "miou") -> list[list[str]]:
+    """The cells of :func:`generation_table`, header first (percentages with two decimals, '-' where none)."""
     reference_key, test_key = f"reference_{metric}", f"test_{metric}"
     header = ["Generation"] + [f"{s} {where}" for s in strategies for where in ("@R", "@E")]
     lines = [header]
@@ -34,22 +34,82 @@ def generation_table(records: list[dict[str, Any]], strategies: list[str], metri
             record = by_strategy.get(strategy, {})
             row += [_pct(record.get(reference_key)), _pct(record.get(test_key))]
         lines.append(row)
-    return _format(lines)
+    return lines
 
 
-def diagnostics_table(records: list[dict[str, Any]], strategies: list[str]) -> str:
-    """Lazy-mimicking diagnostics: agreement with M0 on the test set and pseudo-labels changed, in percent."""
+def generation_table(records: list[dict[str, Any]], strategies: list[str], metric: str = "miou") -> str:
+    """Accuracy of the pseudo-labels on R (@R) and of the models on the test set (@E), in percent.
+
+    For ATSO the @E of a generation is the ensemble of its students; ``final`` is ATSO's final model.
+    """
+    return _format(generation_rows(records, strategies, metric))
+
+
+def headline_agreement(record: dict[str, Any]) -> float | None:
+    """A record's agreement with M0: the mean over its models where recorded, else its ensemble's or single model's."""
+    if record.get("agreement_with_m0_mean") is not None:
+        return record["agreement_with_m0_mean"]
+    agreement = record.get("agreement_with_m0") or {}
+    return agreement.get("ensemble", next(iter(agreement.values()), None)) if agreement else None
+
+
+def diagnostics_rows(records: list[dict[str, Any]], strategies: list[str]) -> list[list[str]]:
+    """The cells of :func:`diagnostics_table`, header first."""
     header = ["Generation"] + [f"{s} {what}" for s in strategies for what in ("agree M0", "changed")]
     lines = [header]
     for label, by_strategy in _rows_by_generation(records, strategies).items():
         row = [label]
         for strategy in strategies:
             record = by_strategy.get(strategy, {})
-            agreement = record.get("agreement_with_m0") or {}
-            headline = agreement.get("ensemble", next(iter(agreement.values()), None)) if agreement else None
-            row += [_pct(headline), _pct(record.get("changed_fraction"))]
+            row += [_pct(headline_agreement(record)), _pct(record.get("changed_fraction"))]
         lines.append(row)
-    return _format(lines)
+    return lines
+
+
+def diagnostics_table(records: list[dict[str, Any]], strategies: list[str]) -> str:
+    """Lazy-mimicking diagnostics: agreement with M0 on the test set and pseudo-labels changed, in percent."""
+    return _format(diagnostics_rows(records, strategies))
+
+
+def classwise_rows(
+    records: list[dict[str, Any]], strategies: list[str], classes: list[str] | None = None
+) -> list[list[str]]:
+    """Test IoU per class and mIoU (%), Table 5 style, header first.
+
+    One row per model: M0, each strategy's last generation, and ATSO's final model. A generation with
+    several models (ATSO's students) gets the mean over its students, as its @E, and a row for their ensemble.
+    ``classes`` orders the columns (the description's order; metrics files keep keys sorted).
+    """
+    chosen: list[tuple[str, dict[str, Any]]] = []
+    shared = [r for r in records if r["strategy"] == "shared" and r.get("test")]
+    if shared:
+        chosen.append(("M0 (supervised, G0)", shared[0]))
+    for strategy in strategies:
+        own = [r for r in records if r["strategy"] == strategy and r.get("test")]
+        generations = [r for r in own if r["generation"] != "final"]
+        if generations:
+            chosen.append((f"{strategy} G{generations[-1]['generation']}", generations[-1]))
+        chosen += [(f"{strategy} final", r) for r in own if r["generation"] == "final"]
+    if not chosen:
+        return []
+    classes = classes or list(next(iter(chosen[0][1]["test"].values()))["per_class_iou"])
+    lines = [["Model"] + classes + ["mIoU"]]
+    for label, record in chosen:
+        models = [group for group in record["test"] if group != "ensemble"]
+        per_class = {name: _mean([record["test"][m]["per_class_iou"].get(name) for m in models]) for name in classes}
+        miou = _mean([record["test"][m]["miou"] for m in models])
+        shown = f"{label} (mean of {len(models)} students)" if len(models) > 1 else label
+        lines.append([shown] + [_pct(per_class[name]) for name in classes] + [_pct(miou)])
+        if "ensemble" in record["test"]:
+            ensemble = record["test"]["ensemble"]
+            cells = [_pct(ensemble["per_class_iou"].get(name)) for name in classes]
+            lines.append([f"{label} ensemble"] + cells + [_pct(ensemble["miou"])])
+    return lines
+
+
+def _mean(values: list[Any]) -> float | None:
+    defined = [float(v) for v in values if v is not None]
+    return sum(defined) / len(defined) if defined else None
 
 
 def _format(lines: list[list[str]]) -> str:

@@ -9,6 +9,8 @@ Layout::
       splits/               labeled.txt, reference_fold_K.txt, test.txt ('image [mask]' lines)
       jobs/<job id>/        model.pt (+ state.pt while training), labels/*.png, metrics.json
       metrics.jsonl         one line per evaluation job, in plan order
+      report/               index.html (self-contained) and summary.md + its images ('atso report')
+      tensorboard/          event files when runtime.tensorboard is on: <job id>/ per training job, eval/<strategy>/
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import yaml
 
 from atso.config import Config, config_from_dict, dump_config
 from atso.errors import AtsoError
-from atso.storage import atomic_write_json, atomic_write_text, read_json
+from atso.storage import atomic_write_json, atomic_write_text, read_json, remove_temporary_files
 
 
 class RunDirectory:
@@ -49,6 +51,14 @@ class RunDirectory:
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
 
+    @property
+    def report_dir(self) -> Path:
+        return self.path / "report"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
     def job_dir(self, job_id: str) -> Path:
         return self.path / "jobs" / job_id
 
@@ -62,11 +72,15 @@ class RunDirectory:
         return self.job_dir(job_id) / "metrics.json"
 
     def prepare(self, config: Config, compare: bool = False, force: bool = False) -> None:
-        """Create the folder and save the config; refuse a different config unless ``force``."""
+        """Create the folder and save the config; refuse a different config unless ``force``.
+
+        Temporary files that killed writes left behind are removed here. (An ``atso job`` worker still
+        writing into the folder would see its write fail with a clear error; its job stays unfinished.)
+        """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise AtsoError(f"{self.path}: cannot create the run directory ({exc.strerror})") from exc
+            raise AtsoError(f"{self.path}: cannot create the run directory ({exc.strerror or exc})") from exc
         if self.config_path.is_file():
             saved = self.load_config()
             if saved.fingerprint() != config.fingerprint() and not force:
@@ -75,6 +89,7 @@ class RunDirectory:
                     f"{self.config_path}: this run directory was made with a different config "
                     f"(changed: {', '.join(changed[:5])}); use a new --out, or --force to continue with the new one"
                 )
+        remove_temporary_files(self.path)
         atomic_write_text(self.config_path, dump_config(config))
         with self.manifest() as manifest:
             manifest["fingerprint"] = config.fingerprint()
@@ -90,8 +105,14 @@ class RunDirectory:
     @contextlib.contextmanager
     def manifest(self) -> Iterator[dict[str, Any]]:
         """Read-modify-write the manifest under a file lock, so concurrent jobs do not clash."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".manifest.lock", "a+") as lock:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = open(self.path / ".manifest.lock", "a+")
+        except OSError as exc:
+            raise AtsoError(
+                f"{self.path}: cannot write the manifest ({exc.strerror or exc}); fix permissions, then resume"
+            ) from exc
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 manifest = read_json(self.manifest_path) if self.manifest_path.is_file() else {"jobs": {}}

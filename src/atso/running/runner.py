@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ from atso.evaluation.metrics import SegmentationScores
 from atso.inference.labeler import label_samples
 from atso.inference.predictor import Predictor
 from atso.models import build_model
+from atso.reporting.tensorboard import TensorBoardLog
+from atso.running.determinism import deterministic_algorithms
 from atso.running.faults import maybe_crash
 from atso.running.run_dir import RunDirectory
-from atso.storage import atomic_write_json, atomic_write_text, read_json
+from atso.storage import atomic_write_json, atomic_write_text, make_folder, read_json
 from atso.strategies.plan import M0, EvaluateJob, Job, LabelJob, Plan, TrainJob
 from atso.training.trainer import TrainingSettings, resolve_device, train
 
@@ -46,14 +49,22 @@ def build_split(config: Config) -> Split:
     for source in config.data.unlabeled:
         reference += list_samples(source, need_masks=False)
     test = list_samples(config.data.test, need_masks=True) if config.data.test is not None else []
-    ids: dict[str, Path] = {}
-    for sample in labeled + reference + test:
-        if sample.id in ids:
-            raise AtsoError(
-                f"{sample.image}: sample id '{sample.id}' also names {ids[sample.id]}; "
-                "a sample may be in only one of labeled, reference and test"
-            )
-        ids[sample.id] = sample.image
+    # A sample in two sets leaks: test images seen in training, or labeled ones scored as pseudo-labels.
+    seen: dict[str, tuple[str, Path]] = {}
+    for set_name, samples in (("labeled", labeled), ("reference", reference), ("test", test)):
+        for sample in samples:
+            for key in (sample.id, str(Path(sample.image).resolve())):
+                if key in seen:
+                    first_set, first_image = seen[key]
+                    where = (
+                        f"twice in the {set_name} set" if first_set == set_name
+                        else f"in both the {first_set} and the {set_name} set"
+                    )
+                    raise AtsoError(
+                        f"{sample.image}: sample '{sample.id}' is {where} (also {first_image}); a sample may be in only "
+                        "one of labeled, reference and test: make data.unlabeled and data.test not overlap data.train"
+                    )
+                seen[key] = (set_name, sample.image)
     folds = split_folds(reference, config.teacher_student.folds, seed=config.data.split_seed) if reference else []
     return Split(labeled=labeled, reference_folds=folds, test=test)
 
@@ -76,6 +87,8 @@ class Runner:
         self.description: DatasetDescription = load_description(self.config.data.description)
         self.device = resolve_device(self.config.runtime.device)
         self._split: Split | None = None
+        # Built up front, so a missing tensorboard package fails before any training starts.
+        self.tensorboard = TensorBoardLog(self.run_dir.tensorboard_dir) if self.config.runtime.tensorboard else None
 
     # ----- set-up -------------------------------------------------------------------------------------
     @property
@@ -84,7 +97,10 @@ class Runner:
         if self._split is None:
             split = build_split(self.config)
             if not split.labeled:
-                raise AtsoError("data: the labeled set is empty; set data.labeled_count or data.labeled_list")
+                where = self.config.data.labeled_list or "data"
+                raise AtsoError(
+                    f"{where}: the labeled set is empty; set data.labeled_count or list samples in data.labeled_list"
+                )
             if self.plan.generations > 0 and not split.reference:
                 raise AtsoError(
                     "data: the reference set is empty (every training sample is labeled); "
@@ -129,7 +145,8 @@ class Runner:
             if missing:
                 raise AtsoError(f"job {job.id}: its inputs are not finished yet ({', '.join(missing)}); run those first")
             started = time.perf_counter()
-            outputs = self.execute(job)
+            with deterministic_algorithms(self.config.runtime.deterministic, job=job.id):
+                outputs = self.execute(job)
             elapsed = time.perf_counter() - started
             self.run_dir.mark_finished(job.id, outputs, elapsed)
             self.log(f"finished {job.id} ({job.kind}) in {elapsed:.1f}s{_summary_suffix(outputs)}")
@@ -182,14 +199,17 @@ class Runner:
             quiet=config.runtime.quiet,
         )
         job_dir = self.run_dir.job_dir(job.id)
-        job_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(job_dir)
         state_path = job_dir / "state.pt"
+        resumed_at = int(torch.load(state_path, weights_only=False)["iteration"]) if state_path.is_file() else 0
         started = time.perf_counter()
-        losses = train(
-            model, dataset, settings, state_path, job.id,
-            fault_point=f"train:{job.id}", metadata={"config": config.to_dict()},
-        )
-        images_per_second = iterations * config.train.batch_size / max(time.perf_counter() - started, 1e-9)
+        with self.tensorboard.training(job.id) if self.tensorboard else contextlib.nullcontext() as on_log:
+            losses = train(
+                model, dataset, settings, state_path, job.id,
+                fault_point=f"train:{job.id}", metadata={"config": config.to_dict()}, on_log=on_log,
+            )
+        run_here = iterations - resumed_at  # iterations trained by this process, not before a crash
+        images_per_second = run_here * config.train.batch_size / max(time.perf_counter() - started, 1e-9)
         save_model(
             self.run_dir.model_path(job.id),
             model,
@@ -216,6 +236,7 @@ class Runner:
             flip=self.config.evaluation.flip,
             num_workers=self.config.runtime.num_workers,
             amp=self.config.runtime.amp,
+            quiet=self.config.runtime.quiet,
         )
 
     def label(self, job: LabelJob) -> dict[str, Any]:
@@ -235,6 +256,7 @@ class Runner:
                 self.description.ignore_index,
                 self.config.teacher_student.confidence_threshold,
                 fault_point=f"label:{job.id}",
+                desc=f"{job.id} R{fold}",
             )
             kept.append(stats["kept_fraction"])
         return {"labels": str(out_dir.relative_to(self.run_dir.path)), "samples": len(self.split.reference)}
@@ -251,7 +273,7 @@ class Runner:
             predictor = self._predictor(self._load_models(sorted(set(job.models) | {M0})))
             scores = {group: SegmentationScores(names, self.description.ignore_index) for group in groups}
             agreement = {group: SegmentationScores(names, 255) for group in groups if group != "__m0__"}
-            for sample, predictions in predictor.predict(self.split.test, groups):
+            for sample, predictions in predictor.predict(self.split.test, groups, desc=job.id):
                 truth = read_mask(sample.mask, self.description, expected_size=predictions["__m0__"].labels.shape)  # type: ignore[arg-type]
                 for group, prediction in predictions.items():
                     scores[group].add_case(prediction.labels, truth, sample.id)
@@ -260,12 +282,18 @@ class Runner:
             del scores["__m0__"]
             record["test"] = {group: _compact(s.summary()) for group, s in scores.items()}
             record["agreement_with_m0"] = {group: a.summary()["miou"] for group, a in agreement.items()}
-            headline = "ensemble" if len(job.models) > 1 else job.models[0]
-            record["test_miou"] = record["test"][headline]["miou"]
-            record["test_mean_dice"] = record["test"][headline]["mean_case_dice"]
+            # A generation's headline is the mean over its students, each a single model like the
+            # other strategies' students; the ensemble is reported beside it.
+            record["test_miou"] = _mean([record["test"][m]["miou"] for m in job.models])
+            record["test_mean_dice"] = _mean([record["test"][m]["mean_case_dice"] for m in job.models])
+            record["agreement_with_m0_mean"] = _mean([record["agreement_with_m0"][m] for m in job.models])
+            if len(job.models) > 1:
+                record["test_ensemble_miou"] = record["test"]["ensemble"]["miou"]
         if job.labeling is not None:
             record.update(self._score_labeling(job.labeling, job.previous_labeling))
         atomic_write_json(self.run_dir.metrics_file(job.id), record)
+        if self.tensorboard is not None:
+            self.tensorboard.evaluation(record, list(self.plan.strategies), self.plan.generations)
         return {"metrics": str(self.run_dir.metrics_file(job.id).relative_to(self.run_dir.path)),
                 "test_miou": record.get("test_miou"), "reference_miou": record.get("reference_miou")}
 
@@ -310,6 +338,11 @@ class Runner:
 
     def write_metrics(self) -> None:
         self.run_dir.write_metrics_lines(self.records())
+
+
+def _mean(values: list[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return sum(defined) / len(defined) if defined else None
 
 
 def _compact(summary: dict[str, Any]) -> dict[str, Any]:

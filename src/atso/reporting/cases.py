@@ -1,0 +1,194 @@
+"""Test cases that gained and lost most between M0 and a strategy's final model, drawn as overlays.
+
+The colours are the paper's (Figures 1 and 2), taken over the non-background classes: a class named
+``background`` is background; a dataset without one (CamVid) has every class in the foreground.
+
+* yellow: prediction equals the truth (a foreground class);
+* red: truth missed: the truth is a foreground class and the prediction is another class or background;
+* green: the prediction is a foreground class where the truth is background.
+
+Pixels the truth ignores keep the image's own colour.
+
+Only 2D images are handled for now. Volumes plug in at two functions: :func:`score_cases` (one mIoU per
+case, whatever a case is) and :func:`draw_case` (the tiles shown for a case: a volume would pick the
+slice where the models differ most and pass that slice to :func:`error_overlay`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from atso.checkpoints import load_model
+from atso.data.description import DatasetDescription
+from atso.data.images import read_image, read_mask
+from atso.data.samples import Sample
+from atso.evaluation.metrics import SegmentationScores
+from atso.inference.predictor import Predictor
+
+YELLOW = (255, 220, 0)
+RED = (230, 30, 30)
+GREEN = (30, 200, 30)
+BEFORE = "__before__"  # the group name of M0 in predictions
+
+
+@dataclass
+class CaseChange:
+    """One test case scored by M0 (``before``) and a final model (``after``), with its drawn tiles."""
+
+    case_id: str
+    before: float
+    after: float
+    tiles: dict[str, np.ndarray] = field(default_factory=dict)  # image, before, after: HxWx3 uint8
+
+    @property
+    def gain(self) -> float:
+        return self.after - self.before
+
+
+def background_class(description: DatasetDescription) -> int | None:
+    """The index of a class named 'background' (any case), or None when every class is foreground."""
+    for index, name in enumerate(description.classes):
+        if name.lower() == "background":
+            return index
+    return None
+
+
+def error_overlay(
+    image: np.ndarray,
+    prediction: np.ndarray,
+    truth: np.ndarray,
+    background: int | None = None,
+    ignore_index: int = 255,
+    alpha: float = 0.55,
+) -> np.ndarray:
+    """Blend yellow (correct), red (truth missed) and green (predicted on background) over an RGB image."""
+    if image.shape[:2] != prediction.shape or prediction.shape != truth.shape:
+        raise ValueError(f"need matching sizes, got {image.shape}, {prediction.shape} and {truth.shape}")
+    scored = truth != ignore_index
+    truth_fg = scored & (truth != background if background is not None else True)
+    prediction_fg = prediction != background if background is not None else np.ones_like(scored)
+    correct = truth_fg & (prediction == truth)
+    colours = np.zeros(image.shape, dtype=np.float64)
+    painted = np.zeros(truth.shape, dtype=bool)
+    for mask, colour in ((correct, YELLOW), (truth_fg & ~correct, RED), (scored & ~truth_fg & prediction_fg, GREEN)):
+        colours[mask] = colour
+        painted |= mask
+    blended = image.astype(np.float64)
+    blended[painted] = (1 - alpha) * blended[painted] + alpha * colours[painted]
+    return np.rint(blended).clip(0, 255).astype(np.uint8)
+
+
+def score_cases(
+    predictor: Predictor, samples: list[Sample], groups: dict[str, list[str]], description: DatasetDescription
+) -> dict[str, dict[str, float]]:
+    """Per-case mIoU of each group of models on samples with masks (cases with no scored pixel are left out)."""
+    scores = {group: SegmentationScores(description.classes, description.ignore_index) for group in groups}
+    for sample, predictions in predictor.predict(samples, groups, desc="report: scoring test cases"):
+        shape = next(iter(predictions.values())).labels.shape
+        truth = read_mask(sample.mask, description, expected_size=shape)  # type: ignore[arg-type]
+        for group, prediction in predictions.items():
+            scores[group].add_case(prediction.labels, truth, sample.id)
+    return {
+        group: {case["case_id"]: case["miou"] for case in s.summary()["cases"] if case["miou"] is not None}
+        for group, s in scores.items()
+    }
+
+
+def draw_case(
+    sample: Sample,
+    predictions: dict[str, np.ndarray],
+    description: DatasetDescription,
+    max_side: int = 320,
+    min_side: int = 160,
+) -> dict[str, np.ndarray]:
+    """The image and one error overlay per prediction, scaled to ``min_side``..``max_side`` pixels wide or high."""
+    image = read_image(sample.image)
+    truth = read_mask(sample.mask, description, expected_size=image.shape[:2])  # type: ignore[arg-type]
+    background = background_class(description)
+    tiles = {"image": image}
+    for name, labels in predictions.items():
+        tiles[name] = error_overlay(image, labels, truth, background, description.ignore_index)
+    return {name: _fit(tile, min_side, max_side) for name, tile in tiles.items()}
+
+
+def _fit(tile: np.ndarray, min_side: int, max_side: int) -> np.ndarray:
+    """Shrink large tiles smoothly; enlarge tiny ones by whole pixels, so their labels stay crisp."""
+    height, width = tile.shape[:2]
+    longest = max(height, width)
+    if longest > max_side:
+        scale = max_side / longest
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        return np.asarray(Image.fromarray(tile).resize(size, Image.Resampling.LANCZOS))
+    if longest < min_side:
+        factor = -(-min_side // longest)
+        return np.repeat(np.repeat(tile, factor, axis=0), factor, axis=1)
+    return tile
+
+
+def evenly_spaced(samples: list[Sample], limit: int) -> list[Sample]:
+    """At most ``limit`` samples spread over the list (a video's frames, not just its first seconds)."""
+    if len(samples) <= limit:
+        return list(samples)
+    picks = np.linspace(0, len(samples) - 1, limit).round().astype(int)
+    return [samples[i] for i in sorted(set(picks.tolist()))]
+
+
+def compare_cases(
+    before_model: Path,
+    after_models: dict[str, list[Path]],
+    samples: list[Sample],
+    description: DatasetDescription,
+    predictor_options: dict,
+    count: int = 2,
+) -> dict[str, dict[str, list[CaseChange]]]:
+    """For each strategy, the ``count`` cases that gained most and lost most from M0 to its final model.
+
+    Args:
+        before_model: M0's model file.
+        after_models: strategy -> its final model file(s) (several are scored as their ensemble).
+        samples: test samples with masks.
+        description: the label space.
+        predictor_options: ``device``, ``input_size`` and optionally ``batch_size``, ``quiet``.
+        count: cases shown per direction.
+
+    Returns:
+        strategy -> ``{"gained": [...], "lost": [...]}``, largest change first, with tiles drawn.
+    """
+    device = predictor_options["device"]
+    names: dict[Path, str] = {before_model: BEFORE}
+    for paths in after_models.values():
+        for path in paths:
+            names.setdefault(path, f"model-{len(names)}")
+    models = {name: load_model(path, device)[0] for path, name in names.items()}
+    groups = {BEFORE: [BEFORE]}
+    groups.update({strategy: [names[p] for p in paths] for strategy, paths in after_models.items()})
+    predictor = Predictor(
+        models,
+        predictor_options["input_size"],
+        device,
+        batch_size=predictor_options.get("batch_size", 8),
+        quiet=predictor_options.get("quiet", False),
+    )
+    per_case = score_cases(predictor, samples, groups, description)
+    chosen: dict[str, dict[str, list[CaseChange]]] = {}
+    for strategy in after_models:
+        common = [c for c in per_case[BEFORE] if c in per_case[strategy]]
+        changes = [CaseChange(c, per_case[BEFORE][c], per_case[strategy][c]) for c in common]
+        ranked = sorted(changes, key=lambda change: (-change.gain, change.case_id))
+        gained = ranked[:count]
+        taken = {change.case_id for change in gained}
+        lost = [change for change in reversed(ranked) if change.case_id not in taken][:count]
+        chosen[strategy] = {"gained": gained, "lost": lost}
+    shown = {change.case_id for picks in chosen.values() for group in picks.values() for change in group}
+    drawn = [s for s in samples if s.id in shown]
+    for sample, predictions in predictor.predict(drawn, groups, desc="report: drawing cases"):
+        for strategy, picks in chosen.items():
+            for change in picks["gained"] + picks["lost"]:
+                if change.case_id == sample.id:
+                    labels = {"before": predictions[BEFORE].labels, "after": predictions[strategy].labels}
+                    change.tiles = draw_case(sample, labels, description)
+    return chosen

@@ -1,0 +1,477 @@
+"""A run's report: ``report/index.html`` (one self-contained file) and ``report/summary.md`` (+ images).
+
+Both are rendered from one list of blocks (headings, tables, figures), so they show the same numbers.
+The report reads only the run directory: config, split lists, manifest, metrics and model files; it
+predicts the test cases it draws but never trains. Rebuild it at any time with ``atso report RUN_DIR``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Union
+
+import numpy as np
+from PIL import Image
+
+from atso import __version__
+from atso.config import Config
+from atso.data.description import load_description
+from atso.data.samples import read_list_file
+from atso.errors import AtsoError
+from atso.reporting.cases import CaseChange, compare_cases, evenly_spaced
+from atso.reporting.figures import INSTALL_HINT, generation_curves, matplotlib_available
+from atso.reporting.tables import classwise_rows, diagnostics_rows, generation_rows
+from atso.running.run_dir import RunDirectory
+from atso.storage import atomic_write_bytes, atomic_write_text, read_json
+from atso.strategies.plan import M0, EvaluateJob, Plan
+
+MAX_TEST_CASES = 100  # predicting more than this for a report is not worth the wait
+
+
+# ----- blocks: what a report holds, independent of HTML or Markdown ---------------------------------------
+@dataclass
+class Figure:
+    """A PNG; ``name`` is its file in ``report/`` (Markdown) and it is inlined in HTML."""
+
+    name: str
+    png: bytes
+    alt: str
+    caption: str = ""
+
+
+@dataclass
+class Link:
+    """A table cell that links to a file; ``href`` is relative to ``report/``."""
+
+    text: str
+    href: str
+
+
+Cell = Union[str, Figure, Link]
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Text:
+    text: str
+    note: bool = False  # drawn as a highlighted note
+
+
+@dataclass
+class Table:
+    """Rows of cells, header first; ``groups`` spans header cells (label, width) in an HTML row above it."""
+
+    rows: list[list[Cell]]
+    css: str
+    caption: str = ""
+    groups: list[tuple[str, int]] = field(default_factory=list)
+    text_columns: int = 1  # leading columns of text (left-aligned); the rest are numbers
+
+
+@dataclass
+class Details:
+    """Collapsible preformatted text (the config)."""
+
+    summary: str
+    text: str
+    language: str = ""
+
+
+Block = Union[Heading, Text, Table, Figure, Details]
+
+
+# ----- building --------------------------------------------------------------------------------------
+def write_report(
+    run_dir: str | Path, cases: bool = True, log: Callable[[str], None] = print, quiet: bool | None = None
+) -> Path:
+    """Build ``RUN_DIR/report/`` from whatever the run has finished so far; return ``index.html``'s path.
+
+    Args:
+        run_dir: a run directory written by ``atso run`` / ``atso compare``.
+        cases: predict the test set with M0 and the final models to draw gained and lost cases.
+        log: where to say what is left out (matplotlib missing, unfinished models).
+        quiet: no progress bars; default: the run's ``runtime.quiet``.
+
+    Raises:
+        AtsoError: ``run_dir`` is not a run directory.
+    """
+    directory = RunDirectory(run_dir)
+    if not directory.path.is_dir():
+        raise AtsoError(f"{directory.path}: not a run directory (no such folder); run 'atso run' first")
+    config = directory.load_config()
+    plan = _plan(config, directory)
+    records = _records(directory, plan)
+    blocks = _blocks(directory, config, plan, records, cases, log, config.runtime.quiet if quiet is None else quiet)
+    out = directory.report_dir
+    figures = {figure.name: figure for figure in _figures(blocks)}
+    for stale in out.glob("cases/*.png"):  # cases an earlier report drew, not this one
+        if str(stale.relative_to(out)) not in figures:
+            stale.unlink()
+    for name, figure in figures.items():
+        atomic_write_bytes(out / name, figure.png)
+    title = f"atso report: {directory.path.resolve().name}"
+    atomic_write_text(out / "summary.md", render_markdown(title, blocks))
+    return atomic_write_text(out / "index.html", render_html(title, blocks))
+
+
+def _plan(config: Config, directory: RunDirectory) -> Plan:
+    from atso.api import make_plan  # the api owns the choice of plan (imported here: the api imports reporting)
+
+    return make_plan(config, compare=directory.is_compare())
+
+
+def _records(directory: RunDirectory, plan: Plan) -> list[dict[str, Any]]:
+    """Metrics of the finished evaluation jobs, in plan order (metrics.jsonl may lag a crashed run)."""
+    finished = directory.finished_jobs()
+    records = []
+    for job in plan.jobs:
+        path = directory.metrics_file(job.id)
+        if isinstance(job, EvaluateJob) and job.id in finished and path.is_file():
+            records.append(read_json(path))
+    return records
+
+
+def _blocks(
+    directory: RunDirectory,
+    config: Config,
+    plan: Plan,
+    records: list[dict[str, Any]],
+    cases: bool,
+    log: Callable[[str], None],
+    quiet: bool,
+) -> list[Block]:
+    strategies = list(plan.strategies)
+    finished = directory.finished_jobs()
+    done = sum(job.id in finished for job in plan.jobs)
+    blocks: list[Block] = [
+        Text(
+            f"Run directory {directory.path.resolve()} - strategies: {', '.join(strategies)}; "
+            f"generations T={plan.generations}; reference folds K={plan.folds}; "
+            f"{done} of {len(plan.jobs)} jobs finished. Written {time.strftime('%Y-%m-%d %H:%M')} by atso {__version__}."
+        ),
+    ]
+    if done < len(plan.jobs):
+        blocks.append(Text("The run is not finished: the tables show the jobs finished so far.", note=True))
+    blocks += _setup_blocks(directory, config)
+    blocks += _accuracy_blocks(records, strategies, load_description(config.data.description).classes)
+    blocks += _curve_blocks(records, strategies, plan.generations, log)
+    if cases:
+        blocks += _case_blocks(directory, config, plan, quiet)
+    blocks += _time_blocks(plan, finished)
+    return blocks
+
+
+def _setup_blocks(directory: RunDirectory, config: Config) -> list[Block]:
+    rows: list[list[Cell]] = [["Set", "List file", "Samples"]]
+    names = [("labeled S", "labeled.txt")]
+    folds = sorted(directory.splits.glob("reference_fold_*.txt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    names += [(f"reference fold R{p.stem.rsplit('_', 1)[1]}", p.name) for p in folds]
+    names.append(("test E", "test.txt"))
+    for label, name in names:
+        path = directory.splits / name
+        if path.is_file():
+            rows.append([label, Link(str(path.resolve()), f"../splits/{name}"), str(len(read_list_file(path)))])
+        else:
+            rows.append([label, "not written yet", "-"])
+    return [
+        Heading("Set-up"),
+        Details("config.yaml (resolved)", directory.config_path.read_text(), "yaml"),
+        Table(rows, "splits", "Split sizes; each list file holds 'image [mask]' lines.", text_columns=2),
+    ]
+
+
+def _accuracy_blocks(records: list[dict[str, Any]], strategies: list[str], classes: list[str]) -> list[Block]:
+    if not records:
+        return [Heading("Accuracy"), Text("No evaluation job has finished yet.", note=True)]
+    generation = generation_rows(records, strategies)
+    groups = [("", 1)] + [(strategy, 2) for strategy in strategies]
+    diagnostics = diagnostics_rows(records, strategies)
+    blocks: list[Block] = [
+        Heading("Accuracy"),
+        Table(
+            generation,
+            "generation",
+            "mIoU (%) per generation, as the paper's Table 1. @R: pseudo-labels against the reference set's "
+            "truth; @E: the test set. ATSO's @E of a generation is the mean over its students; "
+            "'final' is ATSO's final model.",
+            groups,
+        ),
+        Table(
+            diagnostics,
+            "diagnostics",
+            "Lazy-mimicking diagnostics (%): agreement (mIoU) of the generation's model(s) with M0 on the test set, "
+            "and the share of pseudo-label pixels changed from the previous labeling.",
+            [("", 1)] + [(strategy, 2) for strategy in strategies],
+        ),
+    ]
+    classwise = classwise_rows(records, strategies, classes)
+    if classwise:
+        css = "classwise vertical" if len(classwise[0]) > 14 else "classwise"  # many classes: turn their names
+        blocks.append(Table(classwise, css, "Test IoU (%) per class, as the paper's Table 5."))
+    return blocks
+
+
+def _curve_blocks(records: list[dict[str, Any]], strategies: list[str], generations: int, log: Callable) -> list[Block]:
+    if not records:
+        return []
+    blocks: list[Block] = [Heading("Across generations")]
+    if not matplotlib_available():
+        log(f"report: no curves, matplotlib is not installed ({INSTALL_HINT})")
+        return blocks + [Text(f"Curves need matplotlib: {INSTALL_HINT}", note=True)]
+    png = generation_curves(records, strategies, generations)
+    caption = "Dotted: M0. A star: ATSO's final model. Agreement with M0 falling is the student leaving its teacher."
+    return blocks + [Figure("curves.png", png, "@R, @E and agreement with M0 per generation", caption)]
+
+
+def _case_blocks(directory: RunDirectory, config: Config, plan: Plan, quiet: bool) -> list[Block]:
+    heading = Heading("Test cases that changed most")
+    finished = directory.finished_jobs()
+    test_list = directory.splits / "test.txt"
+    samples = read_list_file(test_list) if test_list.is_file() else []
+    samples = [s for s in samples if s.mask is not None]
+    if not samples:
+        return [heading, Text("No test set with masks: nothing to draw.", note=True)]
+    finals = {
+        strategy: models
+        for strategy, models in plan.final_models().items()
+        if models != [M0] and all(model in finished for model in models)
+    }
+    if M0 not in finished or not finals:
+        return [heading, Text("No final model beside M0 has finished yet: nothing to compare.", note=True)]
+    from atso.training.trainer import resolve_device
+
+    scored = evenly_spaced(samples, MAX_TEST_CASES)
+    changes = compare_cases(
+        directory.model_path(M0),
+        {s: [directory.model_path(m) for m in models] for s, models in finals.items()},
+        scored,
+        load_description(config.data.description),
+        {
+            "device": resolve_device(config.runtime.device),
+            "input_size": tuple(config.data.input_size),
+            "batch_size": config.evaluation.batch_size,
+            "quiet": quiet,
+        },
+    )
+    subset = f" ({len(scored)} of {len(samples)} test images, evenly spaced)" if len(scored) < len(samples) else ""
+    blocks: list[Block] = [
+        heading,
+        Text(
+            "Per-image mIoU of M0 and of each strategy's final model on the test set"
+            f"{subset}; the two images that gained most and the two that lost most. Yellow: predicted class "
+            "equals the truth; red: truth missed (another class or background predicted); green: a class "
+            "predicted on background (only for datasets with a 'background' class). Ignored pixels are not painted."
+        ),
+    ]
+    for strategy, picks in changes.items():
+        label = " + ".join(finals[strategy])
+        rows: list[list[Cell]] = [["Case (mIoU change)", "Image", "M0", f"{strategy} final"]]
+        for direction, picked in picks.items():
+            for change in picked:
+                rows.append(_case_row(strategy, direction, change))
+        blocks += [Heading(f"{strategy}: M0 -> {label}", 3), Table(rows, "cases", text_columns=4)]
+    return blocks
+
+
+def _case_row(strategy: str, direction: str, change: CaseChange) -> list[Cell]:
+    stem = _safe(change.case_id)
+    tiles = change.tiles
+    return [
+        f"{'best' if direction == 'gained' else 'worst'}: {change.case_id} ({100 * change.gain:+.2f})",
+        Figure(f"cases/{stem}.png", _png(tiles["image"]), change.case_id),
+        Figure(f"cases/{stem}-m0.png", _png(tiles["before"]), f"M0 on {change.case_id}",
+               f"mIoU {100 * change.before:.2f}"),
+        Figure(f"cases/{stem}-{_safe(strategy)}.png", _png(tiles["after"]), f"{strategy} on {change.case_id}",
+               f"mIoU {100 * change.after:.2f}"),
+    ]
+
+
+def _time_blocks(plan: Plan, finished: dict[str, Any]) -> list[Block]:
+    final = plan.generations + 1  # ATSO's final model trains after the last generation
+    rows: list[list[Cell]] = [["Job", "Kind", "Strategy", "Generation", "Wall time"]]
+    per_strategy: dict[str, float] = {}
+    for job in plan.jobs:
+        entry = finished.get(job.id)
+        seconds = float(entry["wall_seconds"]) if entry and "wall_seconds" in entry else None
+        generation = "final" if job.generation in ("final", final) else f"G{job.generation}"
+        rows.append([job.id, job.kind, job.strategy, generation, _duration(seconds)])
+        if seconds is not None:
+            per_strategy[job.strategy] = per_strategy.get(job.strategy, 0.0) + seconds
+    shared = per_strategy.get("shared", 0.0)
+    totals: list[list[Cell]] = [["Strategy", "Own jobs", "With shared G0"]]
+    totals.append(["shared (G0: M0, its labels, its scores)", _duration(shared), _duration(shared)])
+    for strategy in plan.strategies:
+        own = per_strategy.get(strategy, 0.0)
+        totals.append([strategy, _duration(own), _duration(own + shared)])
+    totals.append(["all jobs", _duration(sum(per_strategy.values())), ""])
+    return [
+        Heading("Wall time"),
+        Table(totals, "time-totals", "Summed per strategy, from manifest.json (jobs run once, resumes included)."),
+        Table(rows, "time-jobs", "Each job; '-' is not finished yet.", text_columns=4),
+    ]
+
+
+# ----- small helpers ------------------------------------------------------------------------------------
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {rest:02d} s"
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def _png(image: np.ndarray) -> bytes:
+    """A compact PNG (256-colour palette: overlays stay readable at a third of the size)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def _figures(blocks: list[Block]) -> list[Figure]:
+    found = []
+    for block in blocks:
+        if isinstance(block, Figure):
+            found.append(block)
+        elif isinstance(block, Table):
+            found += [cell for row in block.rows for cell in row if isinstance(cell, Figure)]
+    return found
+
+
+# ----- rendering -----------------------------------------------------------------------------------------
+CSS = """
+body { font-family: -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1.5em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; border-bottom: 2px solid #2ca02c; padding-bottom: .2em; }
+h2 { font-size: 1.3em; margin-top: 1.8em; border-bottom: 1px solid #ddd; padding-bottom: .15em; }
+h3 { font-size: 1.1em; margin-top: 1.4em; }
+table { border-collapse: collapse; margin: .6em 0 1.4em; font-size: .92em; }
+caption { caption-side: bottom; text-align: left; color: #555; font-size: .9em; padding-top: .4em; max-width: 60em; }
+th, td { border: 1px solid #d8d8d8; padding: .3em .6em; }
+th { background: #f3f5f7; font-weight: 600; }
+td { text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td:first-child, th:first-child { text-align: left; white-space: nowrap; }
+tbody tr:nth-child(even) { background: #fafafa; }
+table.vertical th { writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap; padding: .5em .3em; }
+table.vertical th:first-child, table.vertical th:last-child { writing-mode: horizontal-tb; transform: none; }
+table.classwise td:last-child, table.generation td:nth-child(odd):not(:first-child) { font-weight: 600; }
+table.cases td { text-align: center; vertical-align: top; }
+table.cases td:first-child { text-align: left; white-space: normal; max-width: 14em; }
+table.cases img { display: block; width: 300px; }
+table.time-jobs { font-size: .85em; }
+.figcap { color: #444; font-size: .9em; }
+.note { background: #fff8e1; border-left: 4px solid #f0b400; padding: .5em .8em; }
+details { margin: .6em 0; } summary { cursor: pointer; font-weight: 600; }
+pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: .85em; }
+figure { margin: .6em 0 1.2em; } figure img { max-width: 100%; }
+"""
+
+
+def _data_uri(figure: Figure) -> str:
+    return "data:image/png;base64," + base64.b64encode(figure.png).decode("ascii")
+
+
+def _html_cell(cell: Cell, tag: str, number: bool = False) -> str:
+    opening = f'{tag} class="num"' if number else tag
+    if isinstance(cell, Figure):
+        caption = f'<div class="figcap">{html.escape(cell.caption)}</div>' if cell.caption else ""
+        inner = f'<img src="{_data_uri(cell)}" alt="{html.escape(cell.alt)}">{caption}'
+    elif isinstance(cell, Link):
+        inner = f'<a href="{html.escape(cell.href)}">{html.escape(cell.text)}</a>'
+    else:
+        inner = html.escape(cell)
+    return f"<{opening}>{inner}</{tag}>"
+
+
+def _html_table(table: Table) -> str:
+    parts = [f'<table class="{table.css}">']
+    if table.caption:
+        parts.append(f"<caption>{html.escape(table.caption)}</caption>")
+    parts.append("<thead>")
+    header = list(table.rows[0])
+    if table.groups:
+        parts.append("<tr>" + "".join(f'<th colspan="{w}">{html.escape(t)}</th>' for t, w in table.groups) + "</tr>")
+        column = 0
+        for group, width in table.groups:  # under a group's name, its columns need only what differs
+            for index in range(column, column + width):
+                if group and str(header[index]).startswith(group + " "):
+                    header[index] = str(header[index])[len(group) + 1 :]
+            column += width
+    parts.append("<tr>" + "".join(_html_cell(cell, "th") for cell in header) + "</tr></thead><tbody>")
+    for row in table.rows[1:]:
+        cells = [_html_cell(cell, "td", number=i >= table.text_columns) for i, cell in enumerate(row)]
+        parts.append("<tr>" + "".join(cells) + "</tr>")
+    parts.append("</tbody></table>")
+    return "\n".join(parts)
+
+
+def render_html(title: str, blocks: list[Block]) -> str:
+    """One self-contained page: inline CSS, images as data URIs, no script."""
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for block in blocks:
+        if isinstance(block, Heading):
+            body.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
+        elif isinstance(block, Text):
+            css = ' class="note"' if block.note else ""
+            body.append(f"<p{css}>{html.escape(block.text)}</p>")
+        elif isinstance(block, Table):
+            body.append(_html_table(block))
+        elif isinstance(block, Figure):
+            caption = f"<figcaption class='figcap'>{html.escape(block.caption)}</figcaption>" if block.caption else ""
+            body.append(f'<figure><img src="{_data_uri(block)}" alt="{html.escape(block.alt)}">{caption}</figure>')
+        elif isinstance(block, Details):
+            body.append(
+                f"<details><summary>{html.escape(block.summary)}</summary><pre>{html.escape(block.text)}</pre></details>"
+            )
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def _md_cell(cell: Cell) -> str:
+    if isinstance(cell, Figure):
+        text = f"![{cell.alt}]({cell.name})"
+        return f"{text}<br>{cell.caption}" if cell.caption else text
+    if isinstance(cell, Link):
+        return f"[{cell.text}]({cell.href})"
+    return cell.replace("|", "\\|")
+
+
+def render_markdown(title: str, blocks: list[Block]) -> str:
+    """The same blocks as Markdown; images are files beside ``summary.md``."""
+    lines = [f"# {title}", ""]
+    for block in blocks:
+        if isinstance(block, Heading):
+            lines += ["#" * block.level + " " + block.text, ""]
+        elif isinstance(block, Text):
+            lines += [f"> {block.text}" if block.note else block.text, ""]
+        elif isinstance(block, Table):
+            header, *rows = block.rows
+            lines.append("| " + " | ".join(_md_cell(c) for c in header) + " |")
+            lines.append("|" + "|".join(":--" if i < block.text_columns else "--:" for i in range(len(header))) + "|")
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+            lines += ["", f"*{block.caption}*", ""] if block.caption else [""]
+        elif isinstance(block, Figure):
+            lines += [f"![{block.alt}]({block.name})", ""] + ([f"*{block.caption}*", ""] if block.caption else [])
+        elif isinstance(block, Details):
+            lines += [f"<details><summary>{block.summary}</summary>", "", f"```{block.language}", block.text.rstrip(),
+                      "```", "", "</details>", ""]
+    return "\n".join(lines)
