@@ -25,8 +25,12 @@ def make_plan(config: Config, compare: bool = False) -> Plan:
     """The plan a config asks for (one strategy, or all four for a comparison)."""
     ts = config.teacher_student
     if compare:
-        return build_compare_plan(ts.generations, ts.folds, ts.final_labels)
-    return build_plan(ts.strategy, ts.generations, ts.folds, ts.final_labels)
+        return build_compare_plan(
+            ts.generations, ts.folds, ts.final_labels,
+            strategies=tuple(ts.compare_strategies), granularities=tuple(ts.compare_pseudo_labels),
+            super_to_full=ts.super_to_full,
+        )
+    return build_plan(ts.strategy, ts.generations, ts.folds, ts.final_labels, ts.pseudo_labels, ts.super_to_full)
 
 
 def preflight(runner: Runner) -> None:
@@ -42,11 +46,16 @@ def preflight(runner: Runner) -> None:
     split = runner.split
     for sample in split.labeled + split.test:
         image = read_image(sample.image)
-        read_mask(sample.mask, description, expected_size=image.shape[:2])  # type: ignore[arg-type]
+        read_mask(sample.mask, runner.mask_description(sample), expected_size=image.shape[:2])  # type: ignore[arg-type]
     for sample in split.reference:
         size = image_size(sample.image)
         if sample.mask is not None:
-            read_mask(sample.mask, description, expected_size=size)
+            read_mask(sample.mask, runner.mask_description(sample), expected_size=size)
+    if config.teacher_student.pseudo_labels == "super" or "super" in config.teacher_student.compare_pseudo_labels:
+        if not description.superclasses:
+            raise AtsoError(
+                f"teacher_student.pseudo_labels: 'super' needs 'superclasses' in the dataset description '{description.name}'"
+            )
 
 
 def run(

@@ -34,6 +34,10 @@ class SourceConfig(_Section):
     masks: Path | None = Field(default=None, description="folder of masks with the images' stems")
     mask_suffix: str = Field(default="", description="appended to an image's stem to name its mask")
     list: Path | None = Field(default=None, description="list file: 'image [mask]' per line")
+    description: str | None = Field(
+        default=None,
+        description="this source's own dataset description, mapping its mask values onto the run's classes",
+    )
     include: IdPrefixes = Field(default_factory=builtins.list, description="keep only sample ids starting with these")
     exclude: IdPrefixes = Field(default_factory=builtins.list, description="drop sample ids starting with these")
 
@@ -119,6 +123,16 @@ class TeacherStudentConfig(_Section):
     final_labels: Literal["cross", "last"] = Field(
         default="cross",
         description="ATSO final model: 'cross' = folds relabeled by the last students; 'last' = the labels they trained on",
+    )
+    pseudo_labels: Literal["full", "super"] = Field(
+        default="full", description="pseudo-labels of full classes, or of the description's superclasses"
+    )
+    super_to_full: bool = Field(default=False, description="after super-class generations, fine-tune on full-class labels")
+    compare_strategies: list[Literal["supervised", "self-learning", "stso", "atso"]] = Field(
+        default_factory=lambda: ["supervised", "self-learning", "stso", "atso"], description="what 'atso compare' runs"
+    )
+    compare_pseudo_labels: list[Literal["full", "super"]] = Field(
+        default_factory=lambda: ["full"], description="pseudo-label granularities 'atso compare' runs"
     )
 
 
@@ -246,10 +260,11 @@ def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:
                 mapping[key] = str((base_dir / value).resolve())
 
     source_keys = ("root", "images", "masks", "list")
-    for name in ("train", "test"):
-        fix(section.get(name), source_keys)
-    for item in section.get("unlabeled") or []:
-        fix(item, source_keys)
+    sources = [section.get("train"), section.get("test"), *(section.get("unlabeled") or [])]
+    for source in sources:
+        fix(source, source_keys)
+        if isinstance(source, dict) and str(source.get("description", "")).endswith((".yaml", ".yml")):
+            fix(source, ("description",))
     fix(section, ("labeled_list",))
     description = section.get("description")
     if isinstance(description, str) and description.endswith((".yaml", ".yml")):

@@ -23,6 +23,8 @@ class TrainingPair:
     image: Path
     target: Path
     target_is_pseudo: bool
+    target_offset: int = 0  # added to pseudo-label values: super-class g is trained as num_classes + g
+    mask_description: DatasetDescription | None = None  # a source's own label map onto the run's classes
 
 
 class TrainingDataset(Dataset):
@@ -70,11 +72,15 @@ class TrainingDataset(Dataset):
         pair = self.pairs[index]
         image = read_image(pair.image)
         if pair.target_is_pseudo:
-            target = read_label_map(pair.target, self.description.num_classes, self.description.ignore_index)
+            ignore = self.description.ignore_index
+            target = read_label_map(pair.target, self.description.num_classes, ignore)
             if target.shape != image.shape[:2]:
                 target = resize_labels(target, image.shape[:2])
+            if pair.target_offset:
+                target = np.where(target == ignore, ignore, target.astype(np.int64) + pair.target_offset)
         else:
-            target = read_mask(pair.target, self.description, expected_size=image.shape[:2])
+            description = pair.mask_description or self.description
+            target = read_mask(pair.target, description, expected_size=image.shape[:2])
         loaded = (resize_image(image, self.input_size), resize_labels(target.astype(np.uint8), self.input_size))
         if self.cache:
             self._loaded[index] = loaded

@@ -18,6 +18,7 @@ class Sample:
     id: str
     image: Path
     mask: Path | None = None
+    label_space: str | None = None  # the description its mask is read with, when not the run's own
 
     def without_mask(self) -> "Sample":
         """The same sample with its ground truth dropped (what training may see of a reference sample)."""
@@ -157,6 +158,8 @@ def list_samples(source: SourceConfig, need_masks: bool = True) -> list[Sample]:
             raise AtsoError(f"{source.masks}: mask folder not found; check the path in the config")
         samples = _from_folders(source.images, source.masks, source, need_masks)
         origin = str(source.images)
+    if source.description is not None:
+        samples = [Sample(s.id, s.image, s.mask, source.description) for s in samples]
     seen: dict[str, Sample] = {}
     for sample in samples:
         if sample.id in seen:

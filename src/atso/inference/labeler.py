@@ -23,8 +23,11 @@ def label_samples(
     confidence_threshold: float | None = None,
     fault_point: str | None = None,
     desc: str = "label",
+    superclass_table=None,
 ) -> dict[str, float]:
     """Write ``out_dir/<id>.png`` hard labels for each sample; pixels below the threshold get ``ignore_index``.
+
+    With ``superclass_table`` the labels are super-classes (the teachers' probabilities summed per group).
 
     A sample whose file already exists is skipped: files are written atomically, so an existing file is
     complete, and an interrupted labeling resumes where it stopped.
@@ -35,7 +38,9 @@ def label_samples(
     make_folder(out_dir)
     todo = [sample for sample in samples if not (out_dir / f"{sample.id}.png").is_file()]
     kept = total = 0
-    predictions_by_sample = predictor.predict(todo, {"teacher": list(teachers)}, desc=desc)
+    predictions_by_sample = predictor.predict(
+        todo, {"teacher": list(teachers)}, desc=desc, superclass_table=superclass_table
+    )
     for written, (sample, predictions) in enumerate(predictions_by_sample, start=1):
         prediction = predictions["teacher"]
         labels = prediction.labels.copy()

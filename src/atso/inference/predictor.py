@@ -61,9 +61,20 @@ class Predictor:
 
     @torch.no_grad()
     def predict(
-        self, samples: list[Sample], groups: dict[str, list[str]], desc: str = "predict"
+        self,
+        samples: list[Sample],
+        groups: dict[str, list[str]],
+        desc: str = "predict",
+        superclass_table: np.ndarray | None = None,
     ) -> Iterator[tuple[Sample, dict[str, Prediction]]]:
-        """Yield each sample with one :class:`Prediction` per group; ``desc`` names the progress bar."""
+        """Yield each sample with one :class:`Prediction` per group; ``desc`` names the progress bar.
+
+        With ``superclass_table`` (class -> super-class) the probabilities are summed within each
+        super-class before the argmax, and labels are super-class indices.
+        """
+        reduce = None
+        if superclass_table is not None:
+            reduce = torch.as_tensor(np.asarray(superclass_table), dtype=torch.long, device=self.device)
         needed = sorted({name for members in groups.values() for name in members})
         loader = DataLoader(
             InferenceDataset(samples, self.input_size),
@@ -83,6 +94,9 @@ class Predictor:
                     result = {}
                     for group, members in groups.items():
                         mean = torch.stack([softmax[name][row] for name in members]).mean(dim=0)
+                        if reduce is not None:
+                            coarse = mean.new_zeros((int(reduce.max()) + 1, *mean.shape[1:]))
+                            mean = coarse.index_add_(0, reduce, mean)
                         resized = F.interpolate(mean[None], size=size, mode="bilinear", align_corners=False)[0]
                         confidence, labels = resized.max(dim=0)
                         result[group] = Prediction(

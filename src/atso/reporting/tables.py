@@ -16,11 +16,18 @@ def _rows_by_generation(records: list[dict[str, Any]], strategies: list[str]) ->
     rows: dict[str, dict[str, dict]] = {}
     for record in records:
         generation = record["generation"]
-        label = "final" if generation == "final" else f"G{generation}"
+        label = f"G{generation}" if isinstance(generation, int) else str(generation)
         targets = strategies if record["strategy"] == "shared" else [record["strategy"]]
         for strategy in targets:
             rows.setdefault(label, {})[strategy] = record
-    return dict(sorted(rows.items(), key=lambda item: (item[0] == "final", int(item[0][1:]) if item[0] != "final" else 0)))
+    return dict(sorted(rows.items(), key=lambda item: _row_order(item[0])))
+
+
+def _row_order(label: str) -> tuple[int, int]:
+    """G0, G1, ... then final, then to-full (the super -> full stage)."""
+    if label.startswith("G") and label[1:].isdigit():
+        return (0, int(label[1:]))
+    return (1, {"final": 0, "to-full": 1}.get(label, 2))
 
 
 def generation_rows(records: list[dict[str, Any]], strategies: list[str], metric: str = "miou") -> list[list[str]]:
@@ -40,7 +47,9 @@ def generation_rows(records: list[dict[str, Any]], strategies: list[str], metric
 def generation_table(records: list[dict[str, Any]], strategies: list[str], metric: str = "miou") -> str:
     """Accuracy of the pseudo-labels on R (@R) and of the models on the test set (@E), in percent.
 
-    For ATSO the @E of a generation is the ensemble of its students; ``final`` is ATSO's final model.
+    For ATSO the @E of a generation is the mean over its students (the ensemble is in metrics.jsonl);
+    ``final`` is ATSO's final model, ``to-full`` the super -> full-class stage. ``metric`` is ``miou``
+    or ``super_miou`` (scores at super-class granularity).
     """
     return _format(generation_rows(records, strategies, metric))
 
@@ -86,10 +95,10 @@ def classwise_rows(
         chosen.append(("M0 (supervised, G0)", shared[0]))
     for strategy in strategies:
         own = [r for r in records if r["strategy"] == strategy and r.get("test")]
-        generations = [r for r in own if r["generation"] != "final"]
+        generations = [r for r in own if isinstance(r["generation"], int)]
         if generations:
             chosen.append((f"{strategy} G{generations[-1]['generation']}", generations[-1]))
-        chosen += [(f"{strategy} final", r) for r in own if r["generation"] == "final"]
+        chosen += [(f"{strategy} {r['generation']}", r) for r in own if not isinstance(r["generation"], int)]
     if not chosen:
         return []
     classes = classes or list(next(iter(chosen[0][1]["test"].values()))["per_class_iou"])

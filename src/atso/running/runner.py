@@ -31,6 +31,7 @@ from atso.running.faults import maybe_crash
 from atso.running.run_dir import RunDirectory
 from atso.storage import atomic_write_json, atomic_write_text, make_folder, read_json
 from atso.strategies.plan import M0, EvaluateJob, Job, LabelJob, Plan, TrainJob
+from atso.training.losses import segmentation_loss
 from atso.training.trainer import TrainingSettings, resolve_device, train
 
 Log = Callable[[str], None]
@@ -87,8 +88,39 @@ class Runner:
         self.description: DatasetDescription = load_description(self.config.data.description)
         self.device = resolve_device(self.config.runtime.device)
         self._split: Split | None = None
+        self._label_spaces: dict[str, DatasetDescription] = {}
         # Built up front, so a missing tensorboard package fails before any training starts.
         self.tensorboard = TensorBoardLog(self.run_dir.tensorboard_dir) if self.config.runtime.tensorboard else None
+
+    # ----- label spaces ---------------------------------------------------------------------------------
+    @property
+    def superclass_table(self) -> np.ndarray | None:
+        """Class -> super-class, when the description groups its classes."""
+        return self.description.superclass_table() if self.description.superclasses else None
+
+    def mask_description(self, sample: Sample) -> DatasetDescription:
+        """The description a sample's mask is read with: its source's own, or the run's."""
+        if sample.label_space is None:
+            return self.description
+        if sample.label_space not in self._label_spaces:
+            own = load_description(sample.label_space)
+            if own.classes != self.description.classes:
+                raise AtsoError(
+                    f"{sample.label_space}: its classes differ from the run's ('{self.description.name}'); "
+                    "list the run's classes and map this dataset's raw values onto them with 'remap' and 'unmapped: ignore'"
+                )
+            self._label_spaces[sample.label_space] = own
+        return self._label_spaces[sample.label_space]
+
+    def to_superclasses(self, labels: np.ndarray) -> np.ndarray:
+        """Full-class labels (with ignore) as super-class labels (with ignore)."""
+        table = self.superclass_table
+        ignore = self.description.ignore_index
+        return np.where(labels == ignore, ignore, table[np.minimum(labels, len(table) - 1)]).astype(np.uint8)
+
+    def granularity(self, labeling: str) -> str:
+        job = self.plan.job(labeling)
+        return job.granularity if isinstance(job, LabelJob) else "full"
 
     # ----- set-up -------------------------------------------------------------------------------------
     @property
@@ -163,13 +195,20 @@ class Runner:
     def train(self, job: TrainJob) -> dict[str, Any]:
         """Train one model: from scratch or ``job.init``, on S plus the job's pseudo-labeled folds."""
         config = self.config
-        pairs = [TrainingPair(s.id, s.image, s.mask, False) for s in self.split.labeled]  # type: ignore[arg-type]
+        pairs = [
+            TrainingPair(s.id, s.image, s.mask, False, mask_description=self.mask_description(s))  # type: ignore[arg-type]
+            for s in self.split.labeled
+        ]
+        coarse = False
         for fold, labeling in job.pseudo:
             labels = self.run_dir.labels_dir(labeling)
+            # Super-class g is trained as target num_classes + g, against the group's summed softmax.
+            offset = self.description.num_classes if self.granularity(labeling) == "super" else 0
+            coarse = coarse or bool(offset)
             for sample in self.split.reference_folds[fold - 1]:
                 # Only the image of a reference sample travels: its ground truth never reaches training.
                 image_only = sample.without_mask()
-                pairs.append(TrainingPair(image_only.id, image_only.image, labels / f"{sample.id}.png", True))
+                pairs.append(TrainingPair(image_only.id, image_only.image, labels / f"{sample.id}.png", True, offset))
         seed = job_seed(config.train.seed, job.id)
         torch.manual_seed(seed)
         model = build_model(config.model.name, self.description.num_classes, **config.model.options)
@@ -207,6 +246,9 @@ class Runner:
             losses = train(
                 model, dataset, settings, state_path, job.id,
                 fault_point=f"train:{job.id}", metadata={"config": config.to_dict()}, on_log=on_log,
+                loss_fn=segmentation_loss(
+                    self.description.num_classes, self.description.ignore_index, self.superclass_table
+                ) if coarse else None,
             )
         run_here = iterations - resumed_at  # iterations trained by this process, not before a crash
         images_per_second = run_here * config.train.batch_size / max(time.perf_counter() - started, 1e-9)
@@ -243,7 +285,13 @@ class Runner:
         """Pseudo-label each reference fold with the teachers the plan names for it."""
         predictor = self._predictor(self._load_models(list(job.inputs)))
         out_dir = self.run_dir.labels_dir(job.id)
-        palette = self.description.color_palette()
+        coarse = job.granularity == "super"
+        if coarse and self.superclass_table is None:
+            raise AtsoError(
+                f"teacher_student.pseudo_labels: 'super' needs 'superclasses' in the dataset description '{self.description.name}'"
+            )
+        space = self.description.superclass_description() if coarse else self.description
+        palette = space.color_palette()
         kept = []
         for fold, teachers in job.teachers:
             samples = [s.without_mask() for s in self.split.reference_folds[fold - 1]]
@@ -257,6 +305,7 @@ class Runner:
                 self.config.teacher_student.confidence_threshold,
                 fault_point=f"label:{job.id}",
                 desc=f"{job.id} R{fold}",
+                superclass_table=self.superclass_table if coarse else None,
             )
             kept.append(stats["kept_fraction"])
         return {"labels": str(out_dir.relative_to(self.run_dir.path)), "samples": len(self.split.reference)}
@@ -273,14 +322,27 @@ class Runner:
             predictor = self._predictor(self._load_models(sorted(set(job.models) | {M0})))
             scores = {group: SegmentationScores(names, self.description.ignore_index) for group in groups}
             agreement = {group: SegmentationScores(names, 255) for group in groups if group != "__m0__"}
+            coarse_names = list(self.description.superclasses or {})
+            coarse_scores = (
+                {group: SegmentationScores(coarse_names, self.description.ignore_index) for group in groups}
+                if coarse_names else {"__m0__": None}
+            )
             for sample, predictions in predictor.predict(self.split.test, groups, desc=job.id):
-                truth = read_mask(sample.mask, self.description, expected_size=predictions["__m0__"].labels.shape)  # type: ignore[arg-type]
+                shape = predictions["__m0__"].labels.shape
+                truth = read_mask(sample.mask, self.mask_description(sample), expected_size=shape)  # type: ignore[arg-type]
                 for group, prediction in predictions.items():
                     scores[group].add_case(prediction.labels, truth, sample.id)
+                    if coarse_names:
+                        coarse_scores[group].add_case(
+                            self.to_superclasses(prediction.labels), self.to_superclasses(truth), sample.id
+                        )
                     if group in agreement:
                         agreement[group].add_case(prediction.labels, predictions["__m0__"].labels, sample.id)
-            del scores["__m0__"]
+            del scores["__m0__"], coarse_scores["__m0__"]
             record["test"] = {group: _compact(s.summary()) for group, s in scores.items()}
+            if coarse_names:
+                record["test_super"] = {group: _compact(s.summary()) for group, s in coarse_scores.items()}
+                record["test_super_miou"] = _mean([record["test_super"][m]["miou"] for m in job.models])
             record["agreement_with_m0"] = {group: a.summary()["miou"] for group, a in agreement.items()}
             # A generation's headline is the mean over its students, each a single model like the
             # other strategies' students; the ensemble is reported beside it.
@@ -301,27 +363,39 @@ class Runner:
         """Pseudo-label accuracy against R's truth: a diagnostic that never feeds training."""
         names = self.description.classes
         ignore = self.description.ignore_index
+        coarse = self.granularity(labeling) == "super"
+        coarse_names = list(self.description.superclasses or {})
         scores = SegmentationScores(names, ignore)
+        coarse_scores = SegmentationScores(coarse_names, ignore) if coarse_names else None
         changed = compared = 0
         labels_dir = self.run_dir.labels_dir(labeling)
         scored = False
         for sample in self.split.reference:
             labels = read_label_map(labels_dir / f"{sample.id}.png", len(names), ignore)
             if sample.mask is not None:
-                truth = read_mask(sample.mask, self.description, expected_size=labels.shape).copy()
+                truth = read_mask(sample.mask, self.mask_description(sample), expected_size=labels.shape).copy()
                 truth[labels == ignore] = ignore  # thresholded pixels are not labels; coverage is reported apart
-                scores.add_case(np.where(labels == ignore, 0, labels), truth, sample.id)
+                if not coarse:
+                    scores.add_case(np.where(labels == ignore, 0, labels), truth, sample.id)
+                if coarse_scores is not None:
+                    coarse_labels = labels if coarse else self.to_superclasses(labels)
+                    coarse_scores.add_case(np.where(labels == ignore, 0, coarse_labels), self.to_superclasses(truth), sample.id)
                 scored = True
             if previous is not None:
                 before = read_label_map(self.run_dir.labels_dir(previous) / f"{sample.id}.png", len(names), ignore)
                 changed += int((before != labels).sum())
                 compared += labels.size
         result: dict[str, Any] = {}
-        if scored:
+        if scored and not coarse:
             summary = scores.summary()
             result["reference"] = _compact(summary)
             result["reference_miou"] = summary["miou"]
             result["reference_mean_dice"] = summary["mean_case_dice"]
+        if scored and coarse_scores is not None:
+            summary = coarse_scores.summary()
+            result["reference_super"] = _compact(summary)
+            result["reference_super_miou"] = summary["miou"]
+        result["granularity"] = "super" if coarse else "full"
         if previous is not None and compared:
             result["changed_fraction"] = changed / compared
         return result
