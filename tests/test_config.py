@@ -256,3 +256,12 @@ def test_dump_config_round_trips(tmp_path):
     assert again == config
     assert again.fingerprint() == config.fingerprint()
     assert dump_config(again) == text
+
+
+def test_override_indexes_a_list():
+    from atso.config import apply_overrides
+
+    data = apply_overrides({"data": {"unlabeled": [{"root": "a"}]}}, ["data.unlabeled.0.root=/x"])
+    assert data["data"]["unlabeled"][0]["root"] == "/x"
+    with pytest.raises(AtsoError, match="not an index"):
+        apply_overrides({"data": {"unlabeled": []}}, ["data.unlabeled.0.root=/x"])
