@@ -15,6 +15,7 @@ from atso.evaluation.metrics import SegmentationScores
 from atso.inference.predictor import Predictor
 from atso.models import build_model
 from atso.reporting.tables import diagnostics_table, generation_table
+from atso.running import distributed
 from atso.running.run_dir import RunDirectory
 from atso.running.runner import Runner
 from atso.strategies.plan import Plan, build_compare_plan, build_plan
@@ -71,19 +72,29 @@ def run(
     With ``report``, ``out/report/`` is written at the end; a report that fails to draw is logged, never
     fatal: the run's results stand, and ``atso report`` rebuilds it.
 
+    Under torchrun (``torchrun --nproc_per_node N -m atso run ...``) every process calls this; they
+    train and label together, and rank 0 alone checks the data, writes files, logs and reports.
+
     Raises:
         AtsoError: bad data or config, or ``out`` holds a run made with another config.
     """
     plan = make_plan(config, compare)
     run_dir = RunDirectory(out)
-    runner = Runner(config, run_dir, plan, log=log)
-    preflight(runner)  # bad data fails before the run directory is touched
-    run_dir.prepare(config, compare=compare, force=force)
-    runner.run()
+    with distributed.session(config.runtime.device):
+        main = distributed.is_main()
+        if not main:  # one voice and one set of progress bars per run
+            log = _silent
+            config = config.model_copy(update={"runtime": config.runtime.model_copy(update={"quiet": True})})
+        runner = Runner(config, run_dir, plan, log=log)
+        if main:
+            preflight(runner)  # bad data fails before the run directory is touched
+            run_dir.prepare(config, compare=compare, force=force)
+        distributed.barrier()
+        runner.run()
     records = runner.records()
     strategies = list(plan.strategies)
     report_path = None
-    if report:
+    if report and main:
         try:
             report_path = str(build_report(run_dir.path, log=log))
         except Exception as exc:  # drawing is a by-product: never lose a finished run to it
@@ -111,17 +122,40 @@ def build_report(
     return write_report(run_dir, cases=cases, log=log, quiet=quiet)
 
 
-def run_job(run_dir: str | Path, job_id: str, log: Callable[[str], None] = print) -> None:
-    """Run one job of an existing run directory (for schedulers that spread jobs over machines)."""
+def _silent(line: str) -> None:
+    """A log that drops its lines (the ranks of a distributed run other than rank 0)."""
+
+
+def run_job(
+    run_dir: str | Path,
+    job_id: str,
+    log: Callable[[str], None] = print,
+    device: str | None = None,
+    quiet: bool = False,
+) -> None:
+    """Run one job of an existing run directory (for schedulers that spread jobs over machines).
+
+    Args:
+        device: overrides ``runtime.device`` of the saved config (e.g. ``cuda:1``).
+        quiet: no progress bars.
+
+    Raises:
+        AtsoError: the job is unknown, its inputs are not finished, or another process is running it.
+    """
     directory = RunDirectory(run_dir)
     config = directory.load_config()
+    if device is not None:
+        config.runtime.device = device
+    if quiet or not distributed.is_main():
+        config.runtime.quiet = True
     plan = make_plan(config, compare=directory.is_compare())
     try:
         plan.job(job_id)
     except KeyError:
         known = ", ".join(job.id for job in plan.jobs)
         raise AtsoError(f"job '{job_id}' is not in the plan of {run_dir}; known jobs: {known}") from None
-    Runner(config, directory, plan, log=log).run(only=job_id)
+    with distributed.session(config.runtime.device):
+        Runner(config, directory, plan, log=log if distributed.is_main() else _silent).run(only=job_id)
 
 
 def evaluate_checkpoint(

@@ -22,6 +22,10 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="run directory (default: runs/<config name>-<strategy>)")
     parser.add_argument("--force", action="store_true", help="continue a run directory made with another config")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (CI and cluster logs)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="run up to N ready jobs at once, each in its own process (runtime.workers)")
+    parser.add_argument("--devices", metavar="D1,D2",
+                        help="run ready jobs at once, one per device, e.g. cuda:0,cuda:1 (runtime.devices)")
 
 
 def _load(args: argparse.Namespace, extra: list[str]):
@@ -30,6 +34,10 @@ def _load(args: argparse.Namespace, extra: list[str]):
     overrides = list(args.overrides) + extra
     if getattr(args, "quiet", False):
         overrides.append("runtime.quiet=true")
+    if getattr(args, "workers", None) is not None:
+        overrides.append(f"runtime.workers={args.workers}")
+    if getattr(args, "devices", None):
+        overrides.append(f"runtime.devices=[{args.devices}]")
     return load_config(args.config, overrides)
 
 
@@ -63,8 +71,16 @@ def command_run(args: argparse.Namespace, compare: bool = False, strategy: str |
     out = Path(args.out) if args.out else _default_out(args.config, name)
     started = time.perf_counter()
     result = api.run(config, out, compare=compare, force=args.force)
-    _print_results(result, started)
+    if _is_main():
+        _print_results(result, started)
     return 0
+
+
+def _is_main() -> bool:
+    """Whether this process prints results: always, except on ranks other than 0 under torchrun."""
+    from atso.running.distributed import is_main
+
+    return is_main()
 
 
 def command_plan(args: argparse.Namespace) -> int:
@@ -144,7 +160,7 @@ def command_predict(args: argparse.Namespace) -> int:
 def command_job(args: argparse.Namespace) -> int:
     from atso import api
 
-    api.run_job(args.run_dir, args.job_id)
+    api.run_job(args.run_dir, args.job_id, device=args.device, quiet=args.quiet)
     return 0
 
 
@@ -166,7 +182,8 @@ def command_demo(args: argparse.Namespace) -> int:
     print(f"atso demo: all four strategies on the bundled CamVid subset -> {out}")
     started = time.perf_counter()
     result = api.run(config, out, compare=True, force=args.force)
-    _print_results(result, started)
+    if _is_main():
+        _print_results(result, started)
     return 0
 
 
@@ -224,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     job = commands.add_parser("job", help="run one job of an existing run directory")
     job.add_argument("run_dir")
     job.add_argument("job_id")
+    job.add_argument("--device", help="override runtime.device for this job, e.g. cuda:1")
+    job.add_argument("--quiet", action="store_true", help="no progress bars")
     job.set_defaults(handler=command_job)
 
     report = commands.add_parser("report", help="write RUN_DIR/report/index.html and summary.md for a run")

@@ -148,7 +148,17 @@ class RuntimeConfig(_Section):
 
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N")
     amp: bool = Field(default=True, description="mixed precision on CUDA")
-    num_workers: int = Field(default=0, ge=0)
+    amp_dtype: Literal["bfloat16", "float16"] = Field(
+        default="bfloat16", description="autocast type on CUDA; float16 adds a gradient scaler"
+    )
+    channels_last: bool = Field(default=False, description="NHWC memory format for the model and its inputs (GPUs)")
+    cudnn_benchmark: bool = Field(default=False, description="let cuDNN time convolution algorithms (fixed input sizes)")
+    num_workers: int = Field(default=0, ge=0, description="data-loader processes per training or inference job")
+    prefetch_factor: int = Field(default=2, ge=1, description="batches each data-loader process loads ahead")
+    workers: int = Field(default=1, ge=1, description="jobs of a run that may run at once, each in its own process")
+    devices: list[str] = Field(
+        default_factory=list, description="run ready jobs at once, one per listed device, e.g. [cuda:0, cuda:1]"
+    )
     deterministic: bool = Field(
         default=False, description="deterministic GPU kernels (slower); the CPU is deterministic without it"
     )
@@ -156,6 +166,20 @@ class RuntimeConfig(_Section):
     tensorboard: bool = Field(
         default=False, description="write loss, learning rate and @R/@E to RUN_DIR/tensorboard (pip install tensorboard)"
     )
+
+    @field_validator("devices")
+    @classmethod
+    def _known_devices(cls, devices: list[str]) -> list[str]:
+        for device in devices:
+            if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+                raise ValueError(f"'{device}' is not a device; give cpu, cuda or cuda:N, e.g. [cuda:0, cuda:1]")
+        return devices
+
+    @model_validator(mode="after")
+    def _devices_or_workers(self) -> "RuntimeConfig":
+        if self.devices and self.workers > 1:
+            raise ValueError("give devices (one job per listed device) or workers (jobs on runtime.device), not both")
+        return self
 
 
 class Config(_Section):

@@ -40,19 +40,25 @@ class Predictor:
         num_workers: int = 0,
         amp: bool = True,
         quiet: bool = False,
+        amp_dtype: str = "bfloat16",
+        channels_last: bool = False,
     ) -> None:
+        self.memory_format = torch.channels_last if channels_last else torch.preserve_format
         self.models = {name: model.to(device).eval() for name, model in models.items()}
+        if channels_last:
+            self.models = {name: model.to(memory_format=torch.channels_last) for name, model in self.models.items()}
         self.input_size = tuple(input_size)
         self.device = device
         self.batch_size = batch_size
         self.flip = flip
         self.num_workers = num_workers
         self.amp = amp and device.type == "cuda"
+        self.amp_dtype = torch.float16 if amp_dtype == "float16" else torch.bfloat16
         self.quiet = quiet
 
     @torch.no_grad()
     def _softmax(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             probabilities = model(images).float().softmax(dim=1)
             if self.flip:
                 flipped = model(images.flip(-1)).float().softmax(dim=1).flip(-1)
@@ -86,7 +92,7 @@ class Predictor:
         progress = tqdm(total=len(samples), desc=desc, unit="img", disable=self.quiet, dynamic_ncols=True, leave=False)
         try:
             for images, heights, widths, indices in loader:
-                images = images.to(self.device, non_blocking=True)
+                images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
                 softmax = {name: self._softmax(self.models[name], images) for name in needed}
                 for row, index in enumerate(indices.tolist()):
                     progress.update(1)

@@ -7,7 +7,8 @@ Layout::
       manifest.json         finished jobs, their outputs and wall times
       plan.txt              the plan as a table
       splits/               labeled.txt, reference_fold_K.txt, test.txt ('image [mask]' lines)
-      jobs/<job id>/        model.pt (+ state.pt while training), labels/*.png, metrics.json
+      jobs/<job id>/        model.pt (+ state.pt while training), labels/*.png, metrics.json,
+                            .lock (held by the process running the job)
       metrics.jsonl         one line per evaluation job, in plan order
       report/               index.html (self-contained) and summary.md + its images ('atso report')
       tensorboard/          event files when runtime.tensorboard is on: <job id>/ per training job, eval/<strategy>/
@@ -103,8 +104,8 @@ class RunDirectory:
         return config_from_dict(data, source=str(self.config_path), base_dir=self.path)
 
     @contextlib.contextmanager
-    def manifest(self) -> Iterator[dict[str, Any]]:
-        """Read-modify-write the manifest under a file lock, so concurrent jobs do not clash."""
+    def locked(self) -> Iterator[None]:
+        """Hold the run directory's lock: one process at a time writes the manifest and metrics.jsonl."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             lock = open(self.path / ".manifest.lock", "a+")
@@ -115,9 +116,43 @@ class RunDirectory:
         with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                manifest = read_json(self.manifest_path) if self.manifest_path.is_file() else {"jobs": {}}
-                yield manifest
-                atomic_write_json(self.manifest_path, manifest)
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def manifest(self) -> Iterator[dict[str, Any]]:
+        """Read-modify-write the manifest under the run directory's lock, so concurrent jobs do not clash."""
+        with self.locked():
+            manifest = read_json(self.manifest_path) if self.manifest_path.is_file() else {"jobs": {}}
+            yield manifest
+            atomic_write_json(self.manifest_path, manifest)
+
+    @contextlib.contextmanager
+    def job_lock(self, job_id: str) -> Iterator[None]:
+        """Hold ``jobs/<id>/.lock`` while running a job, so two processes never run the same job.
+
+        The lock is the kernel's (``flock``): it goes with the process, so a killed job leaves nothing
+        to clean up. The file itself stays; removing it would let two processes lock different files.
+
+        Raises:
+            AtsoError: another process holds the job's lock.
+        """
+        folder = self.job_dir(job_id)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = open(folder / ".lock", "a+")
+        except OSError as exc:
+            raise AtsoError(f"{folder}: cannot lock this job ({exc.strerror or exc}); fix permissions, then resume") from exc
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise AtsoError(
+                    f"job {job_id} is running in another process ({folder / '.lock'}); wait for it to finish"
+                ) from None
+            try:
+                yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 

@@ -26,9 +26,11 @@ from atso.inference.labeler import label_samples
 from atso.inference.predictor import Predictor
 from atso.models import build_model
 from atso.reporting.tensorboard import TensorBoardLog
+from atso.running import distributed
 from atso.running.determinism import deterministic_algorithms
 from atso.running.faults import maybe_crash
 from atso.running.run_dir import RunDirectory
+from atso.running.scheduler import run_parallel, worker_devices
 from atso.storage import atomic_write_json, atomic_write_text, make_folder, read_json
 from atso.strategies.plan import M0, EvaluateJob, Job, LabelJob, Plan, TrainJob
 from atso.training.losses import segmentation_loss
@@ -87,10 +89,13 @@ class Runner:
     def __post_init__(self) -> None:
         self.description: DatasetDescription = load_description(self.config.data.description)
         self.device = resolve_device(self.config.runtime.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = self.config.runtime.cudnn_benchmark
         self._split: Split | None = None
         self._label_spaces: dict[str, DatasetDescription] = {}
         # Built up front, so a missing tensorboard package fails before any training starts.
-        self.tensorboard = TensorBoardLog(self.run_dir.tensorboard_dir) if self.config.runtime.tensorboard else None
+        wanted = self.config.runtime.tensorboard and distributed.is_main()
+        self.tensorboard = TensorBoardLog(self.run_dir.tensorboard_dir) if wanted else None
 
     # ----- label spaces ---------------------------------------------------------------------------------
     @property
@@ -166,13 +171,37 @@ class Runner:
 
     # ----- execution ----------------------------------------------------------------------------------
     def run(self, only: str | None = None) -> None:
-        """Run every unfinished job in plan order (or just ``only``)."""
-        self.write_split()
-        atomic_write_text(self.run_dir.path / "plan.txt", self.plan.format() + "\n")
+        """Run every unfinished job in plan order (or just ``only``).
+
+        With ``runtime.workers`` or ``runtime.devices``, the jobs whose inputs are finished run at once,
+        each in its own process (:mod:`atso.running.scheduler`). Under torchrun every process takes part
+        in every job (:mod:`atso.running.distributed`) and rank 0 writes the run directory's files.
+        """
+        if distributed.is_main():
+            self.write_split()
+            atomic_write_text(self.run_dir.path / "plan.txt", self.plan.format() + "\n")
         jobs = [self.plan.job(only)] if only else list(self.plan.jobs)
-        for job in jobs:
+        devices = worker_devices(self.config.runtime)
+        if only is None and len(devices) > 1:
+            if distributed.is_distributed():
+                raise AtsoError(
+                    "runtime.workers / runtime.devices: parallel jobs do not combine with torchrun; use one or the other"
+                )
+            run_parallel(self.run_dir, jobs, devices, log=self.log)
+        else:
+            for job in jobs:
+                self.run_job(job)
+        if distributed.is_main():
+            self.write_metrics()
+
+    def run_job(self, job: Job) -> None:
+        """Run one job unless it is finished; refuse it while its inputs are unfinished or another process runs it."""
+        # Rank 0 holds the job's lock for all ranks. While it is held no other process can finish the
+        # job, so every rank reads the same answer from the manifest.
+        with self.run_dir.job_lock(job.id) if distributed.is_main() else contextlib.nullcontext():
+            distributed.barrier()
             if self.run_dir.is_finished(job.id):
-                continue
+                return
             missing = [needed for needed in job.inputs if not self.run_dir.is_finished(needed)]
             if missing:
                 raise AtsoError(f"job {job.id}: its inputs are not finished yet ({', '.join(missing)}); run those first")
@@ -180,17 +209,18 @@ class Runner:
             with deterministic_algorithms(self.config.runtime.deterministic, job=job.id):
                 outputs = self.execute(job)
             elapsed = time.perf_counter() - started
-            self.run_dir.mark_finished(job.id, outputs, elapsed)
-            self.log(f"finished {job.id} ({job.kind}) in {elapsed:.1f}s{_summary_suffix(outputs)}")
-            maybe_crash(f"after:{job.id}")
-        self.write_metrics()
+            if distributed.is_main():
+                self.run_dir.mark_finished(job.id, outputs, elapsed)
+                self.log(f"finished {job.id} ({job.kind}) in {elapsed:.1f}s{_summary_suffix(outputs)}")
+            distributed.barrier()
+        maybe_crash(f"after:{job.id}")
 
     def execute(self, job: Job) -> dict[str, Any]:
         if isinstance(job, TrainJob):
             return self.train(job)
         if isinstance(job, LabelJob):
             return self.label(job)
-        return self.evaluate(job)
+        return self.evaluate(job) if distributed.is_main() else {}  # scoring is quick: rank 0 alone
 
     def train(self, job: TrainJob) -> dict[str, Any]:
         """Train one model: from scratch or ``job.init``, on S plus the job's pseudo-labeled folds."""
@@ -234,7 +264,10 @@ class Runner:
             checkpoint_every=config.train.checkpoint_every,
             device=str(self.device),
             amp=config.runtime.amp,
+            amp_dtype=config.runtime.amp_dtype,
+            channels_last=config.runtime.channels_last,
             num_workers=config.runtime.num_workers,
+            prefetch_factor=config.runtime.prefetch_factor,
             quiet=config.runtime.quiet,
         )
         job_dir = self.run_dir.job_dir(job.id)
@@ -252,12 +285,13 @@ class Runner:
             )
         run_here = iterations - resumed_at  # iterations trained by this process, not before a crash
         images_per_second = run_here * config.train.batch_size / max(time.perf_counter() - started, 1e-9)
-        save_model(
-            self.run_dir.model_path(job.id),
-            model,
-            self._model_info({"job": job.id, "init": job.init, "pseudo": [list(p) for p in job.pseudo]}),
-        )
-        state_path.unlink(missing_ok=True)
+        if distributed.is_main():
+            save_model(
+                self.run_dir.model_path(job.id),
+                model,
+                self._model_info({"job": job.id, "init": job.init, "pseudo": [list(p) for p in job.pseudo]}),
+            )
+            state_path.unlink(missing_ok=True)
         return {
             "model": str(self.run_dir.model_path(job.id).relative_to(self.run_dir.path)),
             "training_pairs": len(pairs),
@@ -278,6 +312,8 @@ class Runner:
             flip=self.config.evaluation.flip,
             num_workers=self.config.runtime.num_workers,
             amp=self.config.runtime.amp,
+            amp_dtype=self.config.runtime.amp_dtype,
+            channels_last=self.config.runtime.channels_last,
             quiet=self.config.runtime.quiet,
         )
 
@@ -294,7 +330,8 @@ class Runner:
         palette = space.color_palette()
         kept = []
         for fold, teachers in job.teachers:
-            samples = [s.without_mask() for s in self.split.reference_folds[fold - 1]]
+            # Under torchrun each rank labels its share; the files are per sample, so they merge by name.
+            samples = distributed.shard([s.without_mask() for s in self.split.reference_folds[fold - 1]])
             stats = label_samples(
                 predictor,
                 samples,
@@ -411,7 +448,9 @@ class Runner:
         return out
 
     def write_metrics(self) -> None:
-        self.run_dir.write_metrics_lines(self.records())
+        # Under the run directory's lock, so of two job processes the last writer sees both jobs finished.
+        with self.run_dir.locked():
+            self.run_dir.write_metrics_lines(self.records())
 
 
 def _mean(values: list[float | None]) -> float | None:

@@ -1,0 +1,166 @@
+"""Fold parallelism: the ready jobs of a plan run at once, one per worker process.
+
+A job is ready when every job it reads is recorded finished in the manifest. The scheduler keeps one
+worker process per slot (a listed device, or a CPU worker) busy until the plan is done. A worker is
+a fresh interpreter (multiprocessing's *spawn*) that runs jobs one at a time through
+:func:`atso.api.run_job`, exactly as ``atso job RUN_DIR JOB_ID --device D`` does on a cluster, so jobs
+meet only through files: the run directory's lock orders manifest writes, and a job's own lock keeps
+two processes from running it. A job's seed depends only on its id, so the results equal those of
+running the plan in order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Callable
+
+from atso.config import RuntimeConfig
+from atso.errors import AtsoError
+from atso.running.run_dir import RunDirectory
+from atso.strategies.plan import Job
+
+STOP_GRACE_SECONDS = 10.0
+
+
+def worker_devices(runtime: RuntimeConfig) -> list[str]:
+    """One device per job that may run at once: ``runtime.devices``, or ``runtime.device`` ``workers`` times."""
+    return list(runtime.devices) if runtime.devices else [runtime.device] * runtime.workers
+
+
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _worker_main(connection: Connection, device: str, threads: int) -> None:
+    """A worker process: run the jobs the scheduler sends, one at a time, until it sends None."""
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        if device.startswith("cuda:"):
+            torch.cuda.set_device(torch.device(device))  # anything that uses "the current GPU" uses this one
+        from atso import api
+
+        while True:
+            request = connection.recv()
+            if request is None:
+                return
+            run_dir, job_id = request
+            lines: list[str] = []
+            try:
+                api.run_job(run_dir, job_id, log=lines.append, device=device, quiet=True)
+            except AtsoError as error:
+                connection.send(("error", str(error)))
+            except Exception as error:  # a bug: the full traceback on stderr, one line to the scheduler
+                traceback.print_exc()
+                connection.send(("error", f"{error.__class__.__name__}: {error}"))
+            else:
+                connection.send(("finished", lines))
+    except (KeyboardInterrupt, EOFError):  # stopped by the scheduler, or the scheduler is gone
+        return
+
+
+@dataclass
+class _Worker:
+    number: int
+    device: str
+    process: multiprocessing.process.BaseProcess
+    connection: Connection
+    job: Job | None = field(default=None)
+
+
+def _start_workers(devices: list[str], threads: int) -> list[_Worker]:
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited CUDA or thread state
+    workers = []
+    for number, device in enumerate(devices, start=1):
+        here, there = context.Pipe()
+        process = context.Process(target=_worker_main, args=(there, device, threads), name=f"atso-worker-{number}")
+        process.start()
+        there.close()
+        workers.append(_Worker(number, device, process, here))
+    return workers
+
+
+def run_parallel(run_dir: RunDirectory, jobs: list[Job], devices: list[str], log: Callable[[str], None] = print) -> None:
+    """Run ``jobs`` (in plan order, inputs first) with one worker process per entry of ``devices``.
+
+    On the CPU each worker uses ``cores // workers`` threads.
+
+    Raises:
+        AtsoError: a job failed: its one-line error. The other running jobs are interrupted; their
+            checkpoints stay, and running the same command again resumes them.
+    """
+    waiting = [job for job in jobs if not run_dir.is_finished(job.id)]
+    if not waiting:
+        return
+    workers = _start_workers(devices, max(1, available_cores() // len(devices)))
+    try:
+        while True:
+            finished = set(run_dir.finished_jobs())
+            for job in list(waiting):
+                idle = [worker for worker in workers if worker.job is None]
+                if not idle:
+                    break
+                if all(needed in finished for needed in job.inputs):
+                    waiting.remove(job)
+                    idle[0].job = job
+                    idle[0].connection.send((str(run_dir.path), job.id))
+            busy = [worker for worker in workers if worker.job is not None]
+            if not busy:
+                if waiting:
+                    missing = [needed for needed in waiting[0].inputs if needed not in finished]
+                    raise AtsoError(
+                        f"job {waiting[0].id}: its inputs are not finished yet ({', '.join(missing)}); run those first"
+                    )
+                return
+            for connection in wait([worker.connection for worker in busy]):
+                worker = next(w for w in busy if w.connection is connection)
+                job, worker.job = worker.job, None
+                assert job is not None
+                where = f"{worker.device}, worker {worker.number}"
+                try:
+                    status, payload = connection.recv()
+                except EOFError:
+                    worker.process.join(1)
+                    raise AtsoError(
+                        f"job {job.id}: its worker process died ({where}, exit code {worker.process.exitcode}); "
+                        "run the same command again to resume"
+                    ) from None
+                if status == "error":
+                    raise AtsoError(payload if job.id in payload else f"job {job.id}: {payload}")
+                for line in payload:
+                    log(f"{line} [{where}]")
+    finally:
+        _stop(workers)
+
+
+def _stop(workers: list[_Worker]) -> None:
+    """Let idle workers leave; interrupt busy ones like Ctrl-C (temporary files removed, checkpoints kept)."""
+    for worker in workers:
+        if not worker.process.is_alive():
+            continue
+        if worker.job is None:
+            try:
+                worker.connection.send(None)
+            except OSError:
+                pass
+        else:
+            try:
+                os.kill(worker.process.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    for worker in workers:
+        worker.process.join(STOP_GRACE_SECONDS)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        worker.connection.close()
