@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,9 @@ def _default_out(config_path: str, name: str) -> Path:
 def _print_results(result: dict, started: float) -> None:
     print("\nAccuracy (mIoU %): @R = pseudo-labels on the reference set, @E = test set")
     print(result["table"])
+    if result.get("super_table"):
+        print("\nAt super-class granularity (mIoU %):")
+        print(result["super_table"])
     print("\nLazy-mimicking diagnostics (%): agreement with M0 on the test set, pseudo-label pixels changed")
     print(result["diagnostics"])
     print(f"\nrun directory: {result['run_dir']}  (metrics.jsonl, manifest.json, jobs/)")

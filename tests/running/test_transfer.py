@@ -55,3 +55,10 @@ def test_a_sources_own_description_maps_its_values_and_ignores_the_rest(tiny_dat
     result = api.run(config_from_dict(config), tmp_path / "run", log=lambda line: None, report=False)
     scores = result["records"][0]["test"]["g0/m0"]
     assert scores["num_pixels"] == 4 * 32 * 40 - 4  # every pixel scored but the unmapped one per image
+
+
+def test_results_carry_a_super_class_table(tiny_dataset, tmp_path):
+    with_superclasses(tiny_dataset)
+    config = tiny_config(tiny_dataset, teacher_student={"pseudo_labels": "super"})
+    result = api.run(config_from_dict(config), tmp_path / "run", log=lambda line: None, report=False)
+    assert result["super_table"] is not None and "atso-super @R" in result["super_table"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from atso.data.samples import Sample, read_list_file
+from atso.config import Config
+from atso.data.samples import Sample, list_samples, read_list_file
 from atso.errors import AtsoError
 
 
@@ -69,3 +70,36 @@ def split_folds(samples: list[Sample], folds: int, seed: int = 0) -> list[list[S
     for rank, index in enumerate(order):
         result[rank % folds].append(ordered[int(index)])
     return [sorted(fold, key=lambda s: s.id) for fold in result]
+
+
+def build_split(config: Config) -> Split:
+    """List the samples and split them into S, the reference folds and E, as the config says."""
+    train_samples = list_samples(config.data.train, need_masks=True)
+    labeled, reference = choose_labeled(
+        train_samples,
+        count=config.data.labeled_count,
+        fraction=config.data.labeled_fraction,
+        labeled_list=config.data.labeled_list,
+        seed=config.data.split_seed,
+    )
+    for source in config.data.unlabeled:
+        reference += list_samples(source, need_masks=False)
+    test = list_samples(config.data.test, need_masks=True) if config.data.test is not None else []
+    # A sample in two sets leaks: test images seen in training, or labeled ones scored as pseudo-labels.
+    seen: dict[str, tuple[str, Path]] = {}
+    for set_name, samples in (("labeled", labeled), ("reference", reference), ("test", test)):
+        for sample in samples:
+            for key in (sample.id, str(Path(sample.image).resolve())):
+                if key in seen:
+                    first_set, first_image = seen[key]
+                    where = (
+                        f"twice in the {set_name} set" if first_set == set_name
+                        else f"in both the {first_set} and the {set_name} set"
+                    )
+                    raise AtsoError(
+                        f"{sample.image}: sample '{sample.id}' is {where} (also {first_image}); a sample may be in only "
+                        "one of labeled, reference and test: make data.unlabeled and data.test not overlap data.train"
+                    )
+                seen[key] = (set_name, sample.image)
+    folds = split_folds(reference, config.teacher_student.folds, seed=config.data.split_seed) if reference else []
+    return Split(labeled=labeled, reference_folds=folds, test=test)
