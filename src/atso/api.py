@@ -106,7 +106,7 @@ def run(
         "table": generation_table(records, strategies),
         "super_table": (
             generation_table(records, strategies, metric="super_miou")
-            if any("test_super_miou" in r or "reference_super_miou" in r for r in records) else None
+            if any(r.get("granularity") == "super" for r in records) else None
         ),
         "diagnostics": diagnostics_table(records, strategies),
         "final_models": {s: [str(run_dir.model_path(m)) for m in models] for s, models in plan.final_models().items()},

@@ -25,7 +25,7 @@ def demo_config(quick: bool = False, overrides: list[str] | None = None) -> Conf
             "input_size": [64, 80],
         },
         "model": {"name": "small_unet", "options": {"base_channels": 8}},
-        "train": {"iterations": 400, "student_iterations": 200, "batch_size": 8, "lr": 0.05, "checkpoint_every": 100},
+        "train": {"iterations": 300, "student_iterations": 150, "batch_size": 8, "lr": 0.05, "checkpoint_every": 100},
         "teacher_student": {"generations": 2, "folds": 2},
         "evaluation": {"batch_size": 16},
     }
