@@ -160,13 +160,18 @@ def list_samples(source: SourceConfig, need_masks: bool = True) -> list[Sample]:
         origin = str(source.images)
     if source.description is not None:
         samples = [Sample(s.id, s.image, s.mask, source.description) for s in samples]
+    if not samples:
+        raise AtsoError(f"{origin}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return unique_sorted(samples, "sample id", "file stems")
+
+
+def unique_sorted(samples: list[Sample], what: str = "sample id", ids_are: str = "file stems") -> list[Sample]:
+    """Samples sorted by id; two samples with one id are an error naming both files."""
     seen: dict[str, Sample] = {}
     for sample in samples:
         if sample.id in seen:
             raise AtsoError(
-                f"{sample.image}: duplicate sample id '{sample.id}' (also {seen[sample.id].image}); ids are file stems"
+                f"{sample.image}: duplicate {what} '{sample.id}' (also {seen[sample.id].image}); ids are {ids_are}"
             )
         seen[sample.id] = sample
-    if not samples:
-        raise AtsoError(f"{origin}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     return sorted(samples, key=lambda s: s.id)

@@ -21,7 +21,7 @@ from nibabel.filebasedimages import ImageFileError
 
 from atso.data.description import DatasetDescription
 from atso.data.images import _check_labels
-from atso.data.samples import Sample
+from atso.data.samples import Sample, unique_sorted
 from atso.errors import AtsoError
 from atso.storage import atomic_write
 
@@ -271,7 +271,7 @@ def list_decathlon(root: str | Path, split: Literal["training", "test"] = "train
         samples.append(Sample(volume_id(listed), _decathlon_path(root, listed, manifest, image=True), label))
     if not samples:
         raise AtsoError(f"{manifest}: lists no '{split}' volumes; choose a split it has or add the entries")
-    return _unique_sorted(samples)
+    return unique_sorted(samples, "volume id", "file names")
 
 
 def list_volume_folder(
@@ -312,18 +312,7 @@ def list_volume_folder(
         samples.append(Sample(sample_id, image, label))
     if not samples:
         raise AtsoError(f"{images}: no volumes found (looked for {', '.join(VOLUME_SUFFIXES)})")
-    return _unique_sorted(samples)
-
-
-def _unique_sorted(samples: list[Sample]) -> list[Sample]:
-    seen: dict[str, Sample] = {}
-    for sample in samples:
-        if sample.id in seen:
-            raise AtsoError(
-                f"{sample.image}: duplicate volume id '{sample.id}' (also {seen[sample.id].image}); ids are file names"
-            )
-        seen[sample.id] = sample
-    return sorted(samples, key=lambda s: s.id)
+    return unique_sorted(samples, "volume id", "file names")
 
 
 def normalise(
