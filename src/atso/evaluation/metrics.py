@@ -67,6 +67,12 @@ def _mean_or_none(values: np.ndarray) -> float | None:
     return float(defined.mean()) if defined.size else None
 
 
+def mean_of_defined(values: list[Any]) -> float | None:
+    """The mean of the values that are not None (None when there are none), for summaries of summaries."""
+    defined = [float(v) for v in values if v is not None]
+    return sum(defined) / len(defined) if defined else None
+
+
 def _or_none(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from atso.evaluation.metrics import mean_of_defined
+
 
 def _pct(value: Any) -> str:
     return "-" if value is None else f"{100 * float(value):.2f}"
@@ -105,8 +107,8 @@ def classwise_rows(
     lines = [["Model"] + classes + ["mIoU"]]
     for label, record in chosen:
         models = [group for group in record["test"] if group != "ensemble"]
-        per_class = {name: _mean([record["test"][m]["per_class_iou"].get(name) for m in models]) for name in classes}
-        miou = _mean([record["test"][m]["miou"] for m in models])
+        per_class = {name: mean_of_defined([record["test"][m]["per_class_iou"].get(name) for m in models]) for name in classes}
+        miou = mean_of_defined([record["test"][m]["miou"] for m in models])
         shown = f"{label} (mean of {len(models)} students)" if len(models) > 1 else label
         lines.append([shown] + [_pct(per_class[name]) for name in classes] + [_pct(miou)])
         if "ensemble" in record["test"]:
@@ -115,10 +117,6 @@ def classwise_rows(
             lines.append([f"{label} ensemble"] + cells + [_pct(ensemble["miou"])])
     return lines
 
-
-def _mean(values: list[Any]) -> float | None:
-    defined = [float(v) for v in values if v is not None]
-    return sum(defined) / len(defined) if defined else None
 
 
 def _format(lines: list[list[str]]) -> str:

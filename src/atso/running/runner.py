@@ -20,7 +20,7 @@ from atso.data.samples import Sample, read_list_file, write_list_file
 from atso.data.splits import Split, build_split
 from atso.data.transforms import Augmentation
 from atso.errors import AtsoError
-from atso.evaluation.metrics import SegmentationScores
+from atso.evaluation.metrics import SegmentationScores, mean_of_defined
 from atso.inference.labeler import label_samples
 from atso.inference.predictor import Predictor
 from atso.models import build_model
@@ -345,13 +345,13 @@ class Runner:
             record["test"] = {group: _compact(s.summary()) for group, s in scores.items()}
             if coarse_names:
                 record["test_super"] = {group: _compact(s.summary()) for group, s in coarse_scores.items()}
-                record["test_super_miou"] = _mean([record["test_super"][m]["miou"] for m in job.models])
+                record["test_super_miou"] = mean_of_defined([record["test_super"][m]["miou"] for m in job.models])
             record["agreement_with_m0"] = {group: a.summary()["miou"] for group, a in agreement.items()}
             # A generation's headline is the mean over its students, each a single model like the
             # other strategies' students; the ensemble is reported beside it.
-            record["test_miou"] = _mean([record["test"][m]["miou"] for m in job.models])
-            record["test_mean_dice"] = _mean([record["test"][m]["mean_case_dice"] for m in job.models])
-            record["agreement_with_m0_mean"] = _mean([record["agreement_with_m0"][m] for m in job.models])
+            record["test_miou"] = mean_of_defined([record["test"][m]["miou"] for m in job.models])
+            record["test_mean_dice"] = mean_of_defined([record["test"][m]["mean_case_dice"] for m in job.models])
+            record["agreement_with_m0_mean"] = mean_of_defined([record["agreement_with_m0"][m] for m in job.models])
             if len(job.models) > 1:
                 record["test_ensemble_miou"] = record["test"]["ensemble"]["miou"]
         if job.labeling is not None:
@@ -418,10 +418,6 @@ class Runner:
         with self.run_dir.locked():
             self.run_dir.write_metrics_lines(self.records())
 
-
-def _mean(values: list[float | None]) -> float | None:
-    defined = [v for v in values if v is not None]
-    return sum(defined) / len(defined) if defined else None
 
 
 def _compact(summary: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Losses for batches that mix full-class targets and super-class pseudo-labels.
+"""Training losses: cross-entropy with ignore, and one for batches that mix full-class targets and
+super-class pseudo-labels.
 
 A super-class target ``g`` is stored as ``num_classes + g`` in the same target map as the full-class
 labels, so one batch can hold ground-truth masks of S and super-class pseudo-labels of R. For a
@@ -17,9 +18,16 @@ import torch.nn.functional as F
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def superclass_offset(num_classes: int) -> int:
-    """The value a super-class index is shifted by in a target map."""
-    return num_classes
+def cross_entropy(ignore_index: int) -> LossFunction:
+    """Pixel-wise cross-entropy averaged over non-ignored pixels (0, not NaN, for an all-ignored batch)."""
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # Per-pixel losses summed by an ordinary reduction: CUDA's own 'sum' reduction adds with atomics,
+        # which runtime.deterministic refuses.
+        pixels = torch.nn.functional.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none")
+        return pixels.sum() / (target != ignore_index).sum().clamp(min=1)
+
+    return loss
 
 
 def segmentation_loss(

@@ -19,9 +19,9 @@ from atso.data.datasets import IterationBatches, TrainingDataset
 from atso.errors import AtsoError
 from atso.running import distributed
 from atso.running.faults import maybe_crash
+from atso.training.losses import LossFunction, cross_entropy
 from atso.storage import atomic_save_torch
 
-LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LogCallback = Callable[[int, float, float], None]  # (iteration, mean loss, learning rate), e.g. for TensorBoard
 
 
@@ -56,18 +56,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise AtsoError(f"runtime.device: '{name}' asked for but CUDA is not available; use cpu or auto")
     return distributed.local_device(device)
-
-
-def cross_entropy(ignore_index: int) -> LossFunction:
-    """Pixel-wise cross-entropy averaged over non-ignored pixels (0, not NaN, for an all-ignored batch)."""
-
-    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        # Per-pixel losses summed by an ordinary reduction: CUDA's own 'sum' reduction adds with atomics,
-        # which runtime.deterministic refuses.
-        pixels = torch.nn.functional.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none")
-        return pixels.sum() / (target != ignore_index).sum().clamp(min=1)
-
-    return loss
 
 
 def poly_factor(iteration: int, total: int, power: float) -> float:
