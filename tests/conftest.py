@@ -85,3 +85,72 @@ def tiny_config_file(tiny_dataset: Path, tmp_path: Path) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(tiny_config(tiny_dataset)))
     return path
+
+
+VOLUME_SHAPE = (22, 18, 10)  # non-cubic
+VOLUME_ZOOMS = (0.8, 0.8, 2.0)  # anisotropic: thick slices along axis 2
+VOLUME_AFFINE = np.array(
+    [[-0.8, 0.0, 0.0, 10.0], [0.0, 0.8, 0.0, -20.0], [0.0, 0.0, 2.0, 5.0], [0.0, 0.0, 0.0, 1.0]]
+)
+
+
+def draw_volume(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A bright ellipsoid (class 1) at a random place in noise, round in millimetres on the anisotropic grid."""
+    x, y, z = np.meshgrid(*(np.arange(n) * s for n, s in zip(VOLUME_SHAPE, VOLUME_ZOOMS)), indexing="ij")
+    centre = [rng.uniform(5.0, 12.0), rng.uniform(5.0, 9.0), rng.uniform(7.0, 13.0)]
+    radii = [rng.uniform(3.0, 4.5), rng.uniform(3.0, 4.0), rng.uniform(5.0, 7.0)]
+    inside = sum(((axis - c) / r) ** 2 for axis, c, r in zip((x, y, z), centre, radii)) <= 1
+    labels = inside.astype(np.uint8)
+    image = rng.normal(0.0, 1.0, VOLUME_SHAPE) + 2.5 * labels
+    return image.astype(np.float32), labels
+
+
+def write_volume_dataset(root: Path, count: int, seed: int = 0) -> Path:
+    """A Decathlon task (dataset.json, imagesTr/, labelsTr/) of ``count`` generated volumes."""
+    import json
+
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    training = []
+    for index in range(count):
+        image, labels = draw_volume(rng)
+        name = f"vol_{index:03d}.nii.gz"
+        nib.save(nib.Nifti1Image(image, VOLUME_AFFINE), root / "imagesTr" / name)
+        nib.save(nib.Nifti1Image(labels, VOLUME_AFFINE), root / "labelsTr" / name)
+        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+    (root / "dataset.json").write_text(json.dumps({"name": "blobs", "training": training, "test": []}))
+    description = {"name": "blob", "classes": ["background", "blob"], "palette": [[0, 0, 0], [220, 40, 40]]}
+    (root / "blob.yaml").write_text(yaml.safe_dump(description))
+    return root
+
+
+def tiny_volume_config(root: Path, test_ids: tuple[str, ...] = ("vol_008", "vol_009"), **sections) -> dict:
+    """A raw config for volumes that trains in seconds: 10 generated volumes, 2 held out for testing."""
+    config = {
+        "data": {
+            "kind": "volume",
+            "description": str(root / "blob.yaml"),
+            "train": {"root": str(root), "layout": "decathlon", "split": "training", "exclude": list(test_ids)},
+            "test": {"root": str(root), "layout": "decathlon", "split": "training", "include": list(test_ids)},
+            "labeled_count": 2,
+            "input_size": [16, 16],
+            "volume": {"intensity": "zscore", "empty_ratio": 0.5, "context": 1},
+        },
+        "model": {"name": "small_unet", "options": {"base_channels": 4, "depth": 2}},
+        "train": {"iterations": 8, "student_iterations": 4, "batch_size": 4, "lr": 0.05, "checkpoint_every": 2},
+        "teacher_student": {"strategy": "atso", "generations": 1, "folds": 2},
+        "evaluation": {"batch_size": 8},
+        "runtime": {"device": "cpu", "quiet": True},
+    }
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    return config
+
+
+@pytest.fixture
+def tiny_volumes(tmp_path: Path) -> Path:
+    """10 generated volumes of 22x18x10 voxels in a Decathlon folder."""
+    return write_volume_dataset(tmp_path / "blobs", 10)

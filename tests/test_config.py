@@ -265,3 +265,19 @@ def test_override_indexes_a_list():
     assert data["data"]["unlabeled"][0]["root"] == "/x"
     with pytest.raises(AtsoError, match="not an index"):
         apply_overrides({"data": {"unlabeled": []}}, ["data.unlabeled.0.root=/x"])
+
+
+def test_volume_section_defaults_and_checks():
+    base = {"data": {"kind": "volume", "train": {"root": "/d", "layout": "decathlon", "split": "training"}}}
+    config = config_from_dict(base)
+    assert config.data.volume.views == ["axial", "coronal", "sagittal"] and config.data.volume.fusion == "majority"
+    for bad, message in [
+        ({"views": ["axial", "axial"]}, "list each view once"),
+        ({"views": ["top"]}, "views"),
+        ({"empty_ratio": 1.5}, "empty_ratio"),
+        ({"fusion": "max"}, "fusion"),
+    ]:
+        with pytest.raises(AtsoError, match=message):
+            config_from_dict({"data": {**base["data"], "volume": bad}})
+    with pytest.raises(AtsoError, match="decathlon split must be training or test"):
+        config_from_dict({"data": {"train": {"root": "/d", "layout": "decathlon", "split": "val"}}})

@@ -6,13 +6,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from atso.checkpoints import load_model
-from atso.config import Config
+from atso.config import Config, VolumeConfig
 from atso.data.description import DatasetDescription
 from atso.data.images import image_size, read_image, read_mask, overlay, write_label_png, write_rgb_png
 from atso.data.samples import Sample
+from atso.data.volumes import read_label_volume, read_volume, write_volume
 from atso.errors import AtsoError
 from atso.evaluation.metrics import SegmentationScores
+from atso.evaluation.volume_metrics import VolumeScores
 from atso.inference.predictor import Predictor
+from atso.inference.volume_predictor import VolumePredictor
 from atso.models import build_model
 from atso.reporting.tables import diagnostics_table, generation_table
 from atso.running import distributed
@@ -43,6 +46,9 @@ def preflight(runner: Runner) -> None:
     """
     description = runner.description
     config = runner.config
+    if runner.is_volume:
+        _preflight_volumes(runner)
+        return
     build_model(config.model.name, description.num_classes, **config.model.options)
     split = runner.split
     for sample in split.labeled + split.test:
@@ -57,6 +63,18 @@ def preflight(runner: Runner) -> None:
             raise AtsoError(
                 f"teacher_student.pseudo_labels: 'super' needs 'superclasses' in the dataset description '{description.name}'"
             )
+
+
+def _preflight_volumes(runner: Runner) -> None:
+    """Volumes: every scan read fully (they are few and large), each label checked against its scan's grid."""
+    runner.build_network()
+    if runner.config.teacher_student.pseudo_labels == "super" or "super" in runner.config.teacher_student.compare_pseudo_labels:
+        raise AtsoError("teacher_student.pseudo_labels: 'super' is for 2D images; volumes use full-class labels")
+    split = runner.split
+    for sample in split.labeled + split.test + split.reference:
+        shape = read_volume(sample.image).shape
+        if sample.mask is not None:
+            read_label_volume(sample.mask, runner.mask_description(sample), shape)
 
 
 def run(
@@ -174,6 +192,8 @@ def evaluate_checkpoint(
     torch_device = resolve_device(device)
     model, info = load_model(checkpoint, torch_device)
     description = description or info.description
+    if info.extra.get("volume"):
+        return _evaluate_volume_model(model, info, samples, description, batch_size, torch_device)
     if description.num_classes != info.description.num_classes:
         raise AtsoError(
             f"{checkpoint}: model predicts {info.description.num_classes} classes but the description has "
@@ -199,6 +219,12 @@ def predict_folder(
     """Write a class-index PNG with a palette per image, at the image's own size."""
     torch_device = resolve_device(device)
     model, info = load_model(checkpoint, torch_device)
+    if info.extra.get("volume"):
+        predictor = _volume_predictor(model, info, batch_size, torch_device)
+        return [
+            write_volume(Path(output) / f"{sample.id}.nii.gz", predictions["model"].labels, like=predictions["model"].grid)
+            for sample, predictions in predictor.predict(samples, {"model": ["model"]})
+        ]
     palette = info.description.color_palette()
     predictor = Predictor({"model": model}, info.input_size, torch_device, batch_size=batch_size)
     output = Path(output)
@@ -210,3 +236,24 @@ def predict_folder(
             blended = overlay(read_image(sample.image), labels, palette, ignore_index=info.description.ignore_index)
             write_rgb_png(output / f"{sample.id}_overlay.png", blended)
     return written
+
+
+def _volume_predictor(model: Any, info: Any, batch_size: int, device: Any) -> VolumePredictor:
+    """A predictor that cuts, resizes and fuses as the model file says its networks were trained."""
+    return VolumePredictor({"model": model}, VolumeConfig(**info.extra["volume"]), info.input_size, device, batch_size=batch_size)
+
+
+def _evaluate_volume_model(
+    model: Any, info: Any, samples: list[Sample], description: DatasetDescription, batch_size: int, device: Any
+) -> dict[str, Any]:
+    """Foreground DSC of a volume model per volume, over cases and global."""
+    if description.num_classes != info.description.num_classes:
+        raise AtsoError(
+            f"the model predicts {info.description.num_classes} classes but the description has "
+            f"{description.num_classes}; pass the description the model was trained with"
+        )
+    scores = VolumeScores(description.classes, description.ignore_index)
+    for sample, predictions in _volume_predictor(model, info, batch_size, device).predict(samples, {"model": ["model"]}):
+        labels = predictions["model"].labels
+        scores.add_volume(labels, read_label_volume(sample.mask, description, labels.shape).data, sample.id)  # type: ignore[arg-type]
+    return scores.summary()

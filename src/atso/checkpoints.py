@@ -75,7 +75,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
         raise AtsoError(f"{path}: not an atso model file; pass a model.pt written by atso")
     info = read_model_info(payload, path)
     options = {k: v for k, v in info.options.items() if k != "pretrained_backbone"}
-    model = build_model(info.name, info.description.num_classes, **options)
+    volume = info.extra.get("volume")
+    if volume:  # a volume model: the networks of its views
+        from atso.models.views import build_view_networks
+
+        model = build_view_networks(
+            info.name, info.description.num_classes, 2 * int(volume["context"]) + 1,
+            volume["views"], bool(volume["shared_network"]), **options,
+        )
+    else:
+        model = build_model(info.name, info.description.num_classes, **options)
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), info
 

@@ -45,7 +45,10 @@ def _default_out(config_path: str, name: str) -> Path:
 
 
 def _print_results(result: dict, started: float) -> None:
-    print("\nAccuracy (mIoU %): @R = pseudo-labels on the reference set, @E = test set")
+    from atso.reporting.tables import headline_metric
+
+    measure = "foreground DSC %" if headline_metric(result["records"]) == "dice" else "mIoU %"
+    print(f"\nAccuracy ({measure}): @R = pseudo-labels on the reference set, @E = test set")
     print(result["table"])
     if result.get("super_table"):
         print("\nAt super-class granularity (mIoU %):")
@@ -101,6 +104,13 @@ def _samples_from_arguments(args: argparse.Namespace, need_masks: bool):
     from atso.data.samples import list_samples
     from pydantic import ValidationError
 
+    from atso.data.volumes import list_decathlon, list_volume_folder
+
+    if args.data_root and (Path(args.data_root) / "dataset.json").is_file():  # a Decathlon task
+        return list_decathlon(args.data_root, "training" if need_masks else args.split)
+    if args.images and _holds_volumes(Path(args.images)):
+        masks = getattr(args, "masks", None)
+        return list_volume_folder(args.images, masks, need_labels=need_masks)
     try:
         if args.list:
             source = SourceConfig(list=Path(args.list))
@@ -111,6 +121,15 @@ def _samples_from_arguments(args: argparse.Namespace, need_masks: bool):
     except ValidationError as exc:
         raise AtsoError(f"data arguments: {exc.errors()[0]['msg']}") from exc
     return list_samples(source, need_masks=need_masks)
+
+
+def _holds_volumes(path: Path) -> bool:
+    """Whether a path is a NIfTI file or a folder holding some."""
+    from atso.data.volumes import VOLUME_SUFFIXES
+
+    if path.is_file():
+        return path.name.lower().endswith(VOLUME_SUFFIXES)
+    return path.is_dir() and any(p.name.lower().endswith(VOLUME_SUFFIXES) for p in path.iterdir())
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser, masks: bool) -> None:
@@ -135,7 +154,12 @@ def command_evaluate(args: argparse.Namespace) -> int:
     description = load_description(args.description) if args.description else None
     size = tuple(args.input_size) if args.input_size else None
     summary = api.evaluate_checkpoint(args.checkpoint, samples, description, size, args.batch_size, args.device)
-    print(format_scores_table(summary))
+    if "per_class_iou" in summary:
+        print(format_scores_table(summary))
+    else:
+        from atso.evaluation.volume_metrics import format_volume_scores
+
+        print(format_volume_scores(summary))
     output = Path(args.output)
     atomic_write_json(output, {"checkpoint": str(args.checkpoint), **summary})
     print(f"wrote {output}")
@@ -148,14 +172,19 @@ def command_predict(args: argparse.Namespace) -> int:
     from atso.data.samples import list_samples
 
     source = Path(args.input)
-    if source.is_file():
+    if _holds_volumes(source):
+        from atso.data.samples import Sample
+        from atso.data.volumes import list_volume_folder, volume_id
+
+        samples = [Sample(volume_id(source), source)] if source.is_file() else list_volume_folder(source, need_labels=False)
+    elif source.is_file():
         from atso.data.samples import Sample
 
         samples = [Sample(source.stem, source)]
     else:
         samples = list_samples(SourceConfig(images=source), need_masks=False)
     written = api.predict_folder(args.checkpoint, samples, args.output, args.overlay, args.batch_size, args.device)
-    print(f"wrote {len(written)} label maps to {args.output}")
+    print(f"wrote {len(written)} label {'volumes' if _holds_volumes(source) else 'maps'} to {args.output}")
     return 0
 
 
@@ -221,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--compare", action="store_true", help="the plan of 'atso compare'")
     plan.set_defaults(handler=command_plan)
 
-    evaluate = commands.add_parser("evaluate", help="score a model file on labeled images")
+    evaluate = commands.add_parser("evaluate", help="score a model file on labeled images or volumes")
     evaluate.add_argument("--checkpoint", required=True, help="model.pt written by atso")
     _add_data_arguments(evaluate, masks=True)
     evaluate.add_argument("--description", help="dataset description (default: the model's own)")
@@ -231,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto")
     evaluate.set_defaults(handler=command_evaluate)
 
-    predict = commands.add_parser("predict", help="write class-index PNGs for a folder of images")
+    predict = commands.add_parser("predict", help="write class-index PNGs for images, or NIfTI labels for volumes")
     predict.add_argument("--checkpoint", required=True, help="model.pt written by atso")
     predict.add_argument("--input", required=True, help="an image or a folder of images")
     predict.add_argument("--output", required=True, help="folder for the label maps")

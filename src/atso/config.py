@@ -25,11 +25,14 @@ class SourceConfig(_Section):
     """Where samples come from: a CamVid-style split, an image folder (+ mask folder), or a list file."""
 
     root: Path | None = Field(default=None, description="dataset root of a CamVid or Cityscapes layout")
-    layout: Literal["camvid", "cityscapes"] = Field(
+    layout: Literal["camvid", "cityscapes", "decathlon"] = Field(
         default="camvid",
-        description="with root + split: camvid (SPLIT/, SPLITannot/) or cityscapes (leftImg8bit/SPLIT/CITY, gtFine/...)",
+        description=(
+            "with root + split: camvid (SPLIT/, SPLITannot/), cityscapes (leftImg8bit/SPLIT/CITY, gtFine/...) "
+            "or decathlon (root/dataset.json; split training or test)"
+        ),
     )
-    split: str | None = Field(default=None, description="split name under root, e.g. train, val, test")
+    split: str | None = Field(default=None, description="split name under root, e.g. train, val, test; training for decathlon")
     images: Path | None = Field(default=None, description="folder of images")
     masks: Path | None = Field(default=None, description="folder of masks with the images' stems")
     mask_suffix: str = Field(default="", description="appended to an image's stem to name its mask")
@@ -50,13 +53,48 @@ class SourceConfig(_Section):
             raise ValueError("root and split go together (root/SPLIT and root/SPLITannot)")
         if self.masks is not None and self.images is None:
             raise ValueError("masks needs images")
+        if self.layout == "decathlon" and self.split not in (None, "training", "test"):
+            raise ValueError(f"decathlon split must be training or test, got '{self.split}'")
         return self
+
+
+VIEWS = ("axial", "coronal", "sagittal")
+
+
+class VolumeConfig(_Section):
+    """How 3D volumes become 2D slices and back (used when ``data.kind`` is ``volume``)."""
+
+    views: list[Literal["axial", "coronal", "sagittal"]] = Field(
+        default_factory=lambda: list(VIEWS), description="views to slice along, one 2D network each"
+    )
+    shared_network: bool = Field(default=False, description="one network for all views instead of one per view")
+    context: int = Field(default=0, ge=0, le=8, description="neighbouring slices on each side, as extra channels")
+    empty_ratio: float = Field(default=0.25, ge=0, le=1, description="share of background-only slices kept in training")
+    intensity: Literal["ct", "zscore", "none"] = Field(
+        default="zscore", description="ct: clip to window and scale to [0, 1]; zscore: per volume (MRI); none: as stored"
+    )
+    window: tuple[float, float] = Field(default=(-100.0, 240.0), description="Hounsfield window for intensity: ct")
+    slice_spacing: float | None = Field(
+        default=None, gt=0, description="resample the long axis (2) to this spacing before slicing; outputs go back"
+    )
+    fusion: Literal["majority", "mean"] = Field(
+        default="majority", description="how the views' predictions merge: majority vote or mean probability"
+    )
+
+    @field_validator("views")
+    @classmethod
+    def _distinct_views(cls, views: list[str]) -> list[str]:
+        if not views or len(set(views)) != len(views):
+            raise ValueError(f"{views}: list each view once, e.g. [axial, coronal, sagittal]")
+        return views
 
 
 class DataConfig(_Section):
     """Which samples are labeled (S), reference (R), test (E), and the size networks see."""
 
     description: str = Field(default="camvid", description="built-in dataset description or a YAML file")
+    kind: Literal["image", "volume"] = Field(default="image", description="2D images, or 3D volumes (NIfTI)")
+    volume: VolumeConfig = Field(default_factory=VolumeConfig, description="slicing and fusion, for kind: volume")
     train: SourceConfig = Field(description="samples split into the labeled set S and the reference set R")
     test: SourceConfig | None = Field(default=None, description="held-out samples scored after each generation")
     unlabeled: list[SourceConfig] = Field(default_factory=list, description="extra reference samples, no masks")
@@ -64,7 +102,9 @@ class DataConfig(_Section):
     labeled_fraction: float | None = Field(default=None, gt=0, le=1)
     labeled_list: Path | None = Field(default=None, description="list file naming the labeled samples")
     split_seed: int = 0
-    input_size: tuple[int, int] = Field(default=(96, 128), description="(height, width) networks see")
+    input_size: tuple[int, int] = Field(
+        default=(96, 128), description="(height, width) networks see; for volumes, every slice is resized to it"
+    )
 
     @model_validator(mode="after")
     def _one_labeled_rule(self) -> "DataConfig":

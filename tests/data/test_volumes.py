@@ -231,3 +231,16 @@ def test_normalise_modes():
     assert normalise(mri.astype(np.float64), "none").dtype == np.float32
     with pytest.raises(ValueError, match="ct, zscore, none"):
         normalise(mri, "minmax")
+
+
+def test_volume_source_applies_include_and_exclude(tmp_path):
+    from atso.config import SourceConfig
+    from atso.data.volumes import list_volume_source
+
+    write_decathlon(tmp_path, ["a1", "a2", "b1"])
+    source = SourceConfig(root=tmp_path, layout="decathlon", split="training", exclude=["a2"])
+    assert [s.id for s in list_volume_source(source)] == ["a1", "b1"]
+    source = SourceConfig(root=tmp_path, layout="decathlon", split="training", include=["a"])
+    assert [s.id for s in list_volume_source(source)] == ["a1", "a2"]
+    with pytest.raises(AtsoError, match="layout: decathlon"):
+        list_volume_source(SourceConfig(root=tmp_path, split="training"))

@@ -15,6 +15,12 @@ from atso.data.samples import Sample
 from atso.data.transforms import Augmentation, resize_image, resize_labels, to_tensor
 
 
+def stream_index(seed: int, iteration: int, slot: int, batch_size: int, count: int) -> int:
+    """Which of ``count`` items fills ``slot`` of the batch at ``iteration``: each epoch a seeded permutation."""
+    epoch, offset = divmod(iteration * batch_size + slot, count)
+    return int(np.random.default_rng([seed, epoch]).permutation(count)[offset])
+
+
 @dataclass(frozen=True)
 class TrainingPair:
     """An image and the target a student learns from: a ground-truth mask or a pseudo-label map."""
@@ -60,10 +66,7 @@ class TrainingDataset(Dataset):
 
     def pair_index(self, iteration: int, slot: int) -> int:
         """Which pair fills ``slot`` of the batch at ``iteration``."""
-        position = iteration * self.batch_size + slot
-        epoch, offset = divmod(position, len(self.pairs))
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.pairs))
-        return int(order[offset])
+        return stream_index(self.seed, iteration, slot, self.batch_size, len(self.pairs))
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image and target of one pair at the input size, uint8."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from atso.errors import AtsoError
 
-BUILTIN_DESCRIPTIONS = ("camvid", "cityscapes")
+BUILTIN_DESCRIPTIONS = ("camvid", "cityscapes", "left-atrium")
 
 
 class DatasetDescription(BaseModel):

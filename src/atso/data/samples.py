@@ -40,7 +40,7 @@ def _find_mask(folder: Path, stem: str, suffix: str) -> Path | None:
     return None
 
 
-def _selected(source: SourceConfig, sample_id: str) -> bool:
+def selected(source: SourceConfig, sample_id: str) -> bool:
     """Whether ``include`` / ``exclude`` keep a sample; checked before its mask, so excluded images need none."""
     if source.include and not sample_id.startswith(tuple(source.include)):
         return False
@@ -51,7 +51,7 @@ def _from_folders(images: Path, masks: Path | None, source: SourceConfig, need_m
     suffix = source.mask_suffix
     samples = []
     for image in _image_files(images):
-        if not _selected(source, image.stem):
+        if not selected(source, image.stem):
             continue
         mask = None
         if masks is not None:
@@ -61,8 +61,17 @@ def _from_folders(images: Path, masks: Path | None, source: SourceConfig, need_m
                     f"{image}: labeled image has no mask {masks / (image.stem + suffix + '.png')}; "
                     "add the mask or move the image to an unlabeled source"
                 )
-        samples.append(Sample(image.stem, image, mask))
+        samples.append(Sample(file_id(image), image, mask))
     return samples
+
+
+def file_id(path: Path) -> str:
+    """A sample id from its file name: the stem, without ``.nii`` for a ``.nii.gz`` volume."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
 
 
 CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit"
@@ -77,7 +86,7 @@ def _from_cityscapes(root: Path, split: str, source: SourceConfig, need_masks: b
     samples = []
     for image in sorted(images_root.glob(f"*/*{CITYSCAPES_IMAGE_SUFFIX}.png")):
         sample_id = image.name[: -len(f"{CITYSCAPES_IMAGE_SUFFIX}.png")]
-        if not _selected(source, sample_id):
+        if not selected(source, sample_id):
             continue
         mask = root / "gtFine" / split / image.parent.name / f"{sample_id}{CITYSCAPES_MASK_SUFFIX}.png"
         if not mask.is_file():
@@ -131,7 +140,7 @@ def list_samples(source: SourceConfig, need_masks: bool = True) -> list[Sample]:
         need_masks: every image must have a mask (labeled sources).
     """
     if source.list is not None:
-        samples = [s for s in read_list_file(source.list) if _selected(source, s.id)]
+        samples = [s for s in read_list_file(source.list) if selected(source, s.id)]
         origin = str(source.list)
         for sample in samples:
             if not sample.image.is_file():

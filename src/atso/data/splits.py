@@ -9,6 +9,7 @@ import numpy as np
 
 from atso.config import Config
 from atso.data.samples import Sample, list_samples, read_list_file
+from atso.data.volumes import list_volume_source
 from atso.errors import AtsoError
 
 
@@ -74,7 +75,8 @@ def split_folds(samples: list[Sample], folds: int, seed: int = 0) -> list[list[S
 
 def build_split(config: Config) -> Split:
     """List the samples and split them into S, the reference folds and E, as the config says."""
-    train_samples = list_samples(config.data.train, need_masks=True)
+    list_source = list_volume_source if config.data.kind == "volume" else list_samples
+    train_samples = list_source(config.data.train, need_masks=True)
     labeled, reference = choose_labeled(
         train_samples,
         count=config.data.labeled_count,
@@ -83,8 +85,8 @@ def build_split(config: Config) -> Split:
         seed=config.data.split_seed,
     )
     for source in config.data.unlabeled:
-        reference += list_samples(source, need_masks=False)
-    test = list_samples(config.data.test, need_masks=True) if config.data.test is not None else []
+        reference += list_source(source, need_masks=False)
+    test = list_source(config.data.test, need_masks=True) if config.data.test is not None else []
     # A sample in two sets leaks: test images seen in training, or labeled ones scored as pseudo-labels.
     seen: dict[str, tuple[str, Path]] = {}
     for set_name, samples in (("labeled", labeled), ("reference", reference), ("test", test)):

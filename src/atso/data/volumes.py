@@ -13,7 +13,7 @@ import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import nibabel as nib
 import numpy as np
@@ -24,6 +24,9 @@ from atso.data.images import _check_labels
 from atso.data.samples import Sample, unique_sorted
 from atso.errors import AtsoError
 from atso.storage import atomic_write
+
+if TYPE_CHECKING:
+    from atso.config import SourceConfig
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii")
 NORMALISE_MODES = ("ct", "zscore", "none")
@@ -313,6 +316,34 @@ def list_volume_folder(
     if not samples:
         raise AtsoError(f"{images}: no volumes found (looked for {', '.join(VOLUME_SUFFIXES)})")
     return unique_sorted(samples, "volume id", "file names")
+
+
+def list_volume_source(source: "SourceConfig", need_masks: bool = True) -> list[Sample]:
+    """List a configured source of volumes: a Decathlon task, a folder (+ label folder) or a list file."""
+    from atso.data.samples import list_samples, selected
+
+    if source.root is not None:
+        if source.layout != "decathlon":
+            raise AtsoError(
+                f"{source.root}: volume sources with root + split use layout: decathlon (dataset.json), "
+                f"not {source.layout}; or give images (+ masks) folders"
+            )
+        split = source.split or "training"
+        samples = list_decathlon(source.root, split)  # type: ignore[arg-type]
+        if need_masks and split != "training":
+            raise AtsoError(f"{source.root}: the Decathlon '{split}' split has no labels; use split: training here")
+    elif source.images is not None:
+        if need_masks and source.masks is None:
+            raise AtsoError(f"{source.images}: labeled volumes need 'masks' (a folder of label volumes)")
+        samples = list_volume_folder(source.images, source.masks, label_suffix=source.mask_suffix, need_labels=need_masks)
+    else:
+        return list_samples(source, need_masks)  # a list file names its files, whatever they hold
+    samples = [s for s in samples if selected(source, s.id)]
+    if source.description is not None:
+        samples = [Sample(s.id, s.image, s.mask, source.description) for s in samples]
+    if not samples:
+        raise AtsoError(f"{source.root or source.images}: no volumes left after include/exclude; check those lists")
+    return samples
 
 
 def normalise(

@@ -78,3 +78,18 @@ def volume_dice(prediction: Any, target: Any, num_classes: int, ignore_index: in
     """DSC of one volume for each foreground class ``1..C-1``; None where a class is in neither."""
     scores = VolumeScores([str(c) for c in range(num_classes)], ignore_index)
     return list(scores.add_volume(prediction, target).values())
+
+
+def format_volume_scores(summary: dict[str, Any]) -> str:
+    """A plain-text table of :meth:`VolumeScores.summary`: DSC per volume, then per class over cases and global."""
+    names = list(summary["per_class_case_dice"])
+    rows = [[case["case_id"] or "-", *(case["per_class_dice"][n] for n in names)] for case in summary["cases"]]
+    rows.append(["mean over cases", *(summary["per_class_case_dice"][n] for n in names)])
+    rows.append(["global (all merged)", *(summary["per_class_global_dice"][n] for n in names)])
+    cells = [["volume", *(f"{n} DSC %" for n in names)]]
+    cells += [[row[0], *("-" if v is None else f"{100 * v:.2f}" for v in row[1:])] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in cells]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(len(lines) - 2, "-" * len(lines[0]))
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ import numpy as np
 
 from atso.data.images import write_label_png
 from atso.data.samples import Sample
+from atso.data.volumes import write_volume
 from atso.inference.predictor import Predictor
 from atso.running.faults import maybe_crash
 from atso.storage import make_folder
@@ -24,8 +25,11 @@ def label_samples(
     fault_point: str | None = None,
     desc: str = "label",
     superclass_table=None,
+    suffix: str = ".png",
 ) -> dict[str, float]:
     """Write ``out_dir/<id>.png`` hard labels for each sample; pixels below the threshold get ``ignore_index``.
+
+    Volumes (``suffix=".nii.gz"``) are written as NIfTI on their scan's grid (affine and header).
 
     With ``superclass_table`` the labels are super-classes (the teachers' probabilities summed per group).
 
@@ -36,7 +40,7 @@ def label_samples(
         ``labeled`` (new files) and ``kept_fraction`` (pixels above the threshold, over new files).
     """
     make_folder(out_dir)
-    todo = [sample for sample in samples if not (out_dir / f"{sample.id}.png").is_file()]
+    todo = [sample for sample in samples if not (out_dir / f"{sample.id}{suffix}").is_file()]
     kept = total = 0
     predictions_by_sample = predictor.predict(
         todo, {"teacher": list(teachers)}, desc=desc, superclass_table=superclass_table
@@ -51,7 +55,10 @@ def label_samples(
         else:
             kept += labels.size
         total += labels.size
-        write_label_png(out_dir / f"{sample.id}.png", labels.astype(np.uint8), palette, ignore_index)
+        if prediction.grid is not None:
+            write_volume(out_dir / f"{sample.id}{suffix}", labels.astype(np.uint8), like=prediction.grid)
+        else:
+            write_label_png(out_dir / f"{sample.id}{suffix}", labels.astype(np.uint8), palette, ignore_index)
         if fault_point is not None:
             maybe_crash(f"{fault_point}:{written}")
     return {"labeled": float(len(todo)), "kept_fraction": kept / total if total else 1.0}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -17,10 +17,11 @@ from atso.data.samples import Sample
 
 @dataclass
 class Prediction:
-    """Class indices and the winning probability of one image, at its original size."""
+    """Class indices and the winning probability of one image (or volume), at its original size."""
 
     labels: np.ndarray
     confidence: np.ndarray
+    grid: Any = None  # for a volume, the scan it lies on (affine and header for writing it)
 
 
 class Predictor:

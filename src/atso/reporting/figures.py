@@ -26,7 +26,10 @@ def matplotlib_available() -> bool:
 
 
 def _value(record: dict[str, Any], key: str) -> float | None:
-    value = headline_agreement(record) if key == "agreement" else record.get(key)
+    if key == "agreement":
+        value = headline_agreement(record)
+    else:  # a run on volumes records DSC where a run on images records mIoU
+        value = record.get(key, record.get(key.replace("miou", "dice")))
     return None if value is None else 100 * float(value)
 
 

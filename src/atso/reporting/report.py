@@ -25,7 +25,7 @@ from atso.data.samples import read_list_file
 from atso.errors import AtsoError
 from atso.reporting.cases import CaseChange, compare_cases, evenly_spaced
 from atso.reporting.figures import INSTALL_HINT, generation_curves, matplotlib_available
-from atso.reporting.tables import classwise_rows, diagnostics_rows, generation_rows
+from atso.reporting.tables import classwise_rows, diagnostics_rows, generation_rows, headline_metric
 from atso.running.run_dir import RunDirectory
 from atso.storage import atomic_write_bytes, atomic_write_text, read_json
 from atso.strategies.plan import M0, EvaluateJob, Plan
@@ -165,7 +165,7 @@ def _blocks(
     blocks += _setup_blocks(directory, config)
     blocks += _accuracy_blocks(records, strategies, load_description(config.data.description).classes)
     blocks += _curve_blocks(records, strategies, plan.generations, log)
-    if cases:
+    if cases and config.data.kind == "image":  # drawing volume cases (slices) is not done yet
         blocks += _case_blocks(directory, config, plan, quiet)
     blocks += _time_blocks(plan, finished)
     return blocks
@@ -194,6 +194,7 @@ def _accuracy_blocks(records: list[dict[str, Any]], strategies: list[str], class
     if not records:
         return [Heading("Accuracy"), Text("No evaluation job has finished yet.", note=True)]
     generation = generation_rows(records, strategies)
+    measure = "foreground DSC" if headline_metric(records) == "dice" else "mIoU"
     groups = [("", 1)] + [(strategy, 2) for strategy in strategies]
     diagnostics = diagnostics_rows(records, strategies)
     blocks: list[Block] = [
@@ -201,7 +202,7 @@ def _accuracy_blocks(records: list[dict[str, Any]], strategies: list[str], class
         Table(
             generation,
             "generation",
-            "mIoU (%) per generation, as the paper's Table 1. @R: pseudo-labels against the reference set's "
+            f"{measure} (%) per generation, as the paper's Table 1. @R: pseudo-labels against the reference set's "
             "truth; @E: the test set. ATSO's @E of a generation is the mean over its students; "
             "'final' is ATSO's final model.",
             groups,
@@ -209,7 +210,7 @@ def _accuracy_blocks(records: list[dict[str, Any]], strategies: list[str], class
         Table(
             diagnostics,
             "diagnostics",
-            "Lazy-mimicking diagnostics (%): agreement (mIoU) of the generation's model(s) with M0 on the test set, "
+            f"Lazy-mimicking diagnostics (%): agreement ({measure}) of the generation's model(s) with M0 on the test set, "
             "and the share of pseudo-label pixels changed from the previous labeling.",
             [("", 1)] + [(strategy, 2) for strategy in strategies],
         ),

@@ -32,8 +32,14 @@ def _row_order(label: str) -> tuple[int, int]:
     return (1, {"final": 0, "to-full": 1}.get(label, 2))
 
 
-def generation_rows(records: list[dict[str, Any]], strategies: list[str], metric: str = "miou") -> list[list[str]]:
+def headline_metric(records: list[dict[str, Any]]) -> str:
+    """``dice`` for a run on volumes (foreground DSC, as the paper's medical tables), else ``miou``."""
+    return "dice" if any(record.get("metric") == "dice" for record in records) else "miou"
+
+
+def generation_rows(records: list[dict[str, Any]], strategies: list[str], metric: str | None = None) -> list[list[str]]:
     """The cells of :func:`generation_table`, header first (percentages with two decimals, '-' where none)."""
+    metric = metric or headline_metric(records)
     reference_key, test_key = f"reference_{metric}", f"test_{metric}"
     header = ["Generation"] + [f"{s} {where}" for s in strategies for where in ("@R", "@E")]
     lines = [header]
@@ -46,12 +52,13 @@ def generation_rows(records: list[dict[str, Any]], strategies: list[str], metric
     return lines
 
 
-def generation_table(records: list[dict[str, Any]], strategies: list[str], metric: str = "miou") -> str:
+def generation_table(records: list[dict[str, Any]], strategies: list[str], metric: str | None = None) -> str:
     """Accuracy of the pseudo-labels on R (@R) and of the models on the test set (@E), in percent.
 
     For ATSO the @E of a generation is the mean over its students (the ensemble is in metrics.jsonl);
-    ``final`` is ATSO's final model, ``to-full`` the super -> full-class stage. ``metric`` is ``miou``
-    or ``super_miou`` (scores at super-class granularity).
+    ``final`` is ATSO's final model, ``to-full`` the super -> full-class stage. ``metric`` is ``miou``,
+    ``super_miou`` (scores at super-class granularity), ``dice`` or ``global_dice`` (volumes); by
+    default the run's headline (:func:`headline_metric`).
     """
     return _format(generation_rows(records, strategies, metric))
 
@@ -92,6 +99,8 @@ def classwise_rows(
     ``classes`` orders the columns (the description's order; metrics files keep keys sorted).
     """
     chosen: list[tuple[str, dict[str, Any]]] = []
+    if headline_metric(records) != "miou":
+        return []  # volumes: per-class DSC is in metrics.jsonl
     shared = [r for r in records if r["strategy"] == "shared" and r.get("test")]
     if shared:
         chosen.append(("M0 (supervised, G0)", shared[0]))

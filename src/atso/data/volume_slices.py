@@ -1,0 +1,157 @@
+"""Volumes as training slices: intensity and spacing preparation, and the slice training dataset.
+
+Training and inference prepare a volume the same way (:func:`prepare_image`): intensities normalised
+as the config says, then the long axis resampled to ``slice_spacing``. Slices of every view are resized
+to the input size, so one batch holds slices of volumes of different shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from atso.config import VolumeConfig
+from atso.data.datasets import stream_index
+from atso.data.description import DatasetDescription
+from atso.data.images import _check_labels
+from atso.data.resampling import resample_to_spacing
+from atso.data.slicing import select_training_slices, slice_volume
+from atso.data.volumes import Volume, normalise, read_label_volume, read_volume
+from atso.errors import AtsoError
+
+
+def prepare_image(volume: Volume, settings: VolumeConfig) -> np.ndarray:
+    """A scan's intensities normalised and its long axis at ``slice_spacing``: what the networks see."""
+    data = normalise(volume.data, settings.intensity, settings.window)
+    if settings.slice_spacing is not None:
+        data = resample_to_spacing(data, volume.spacing, settings.slice_spacing, "linear")
+    return data
+
+
+def prepare_labels(labels: np.ndarray, spacing: tuple[float, float, float], settings: VolumeConfig) -> np.ndarray:
+    """Labels on the grid of :func:`prepare_image` (nearest neighbour keeps class values)."""
+    if settings.slice_spacing is not None:
+        labels = resample_to_spacing(labels, spacing, settings.slice_spacing, "nearest")
+    return labels
+
+
+def resize_slices(slices: torch.Tensor, size: tuple[int, int], labels: bool = False) -> torch.Tensor:
+    """Resize ``(S, C, H, W)`` slices to ``size``: bilinear with antialiasing, or nearest for labels."""
+    if tuple(slices.shape[-2:]) == tuple(size):
+        return slices
+    if labels:
+        return F.interpolate(slices.float(), size=tuple(size), mode="nearest-exact").to(slices.dtype)
+    return F.interpolate(slices, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def read_pseudo_label_volume(path: Path, num_classes: int, ignore_index: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """A fused pseudo-label volume written by atso, checked against its scan's grid and the classes."""
+    volume = read_volume(path, kind="label")
+    if volume.shape != tuple(shape):
+        raise AtsoError(f"{path}: pseudo-label is {volume.shape}, its scan {shape}; delete it so it is labeled again")
+    return _check_labels(path, volume.data, num_classes, ignore_index, "delete it so it is labeled again")
+
+
+@dataclass(frozen=True)
+class VolumePair:
+    """A scan and the volume a network learns from: its ground truth or a fused pseudo-label."""
+
+    sample_id: str
+    image: Path
+    target: Path
+    target_is_pseudo: bool
+    mask_description: DatasetDescription | None = None
+
+
+@dataclass(frozen=True)
+class SliceAugmentation:
+    """Random rescale with crop/pad back to the slice size, and an optional flip, for float slices."""
+
+    scale_range: tuple[float, float] = (0.75, 1.25)
+    hflip: bool = False
+    ignore_index: int = 255
+
+    def __call__(self, image: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment one ``(C, H, W)`` slice and its ``(H, W)`` labels; the output keeps the size."""
+        height, width = labels.shape
+        scale = float(rng.uniform(*self.scale_range))
+        scaled = (max(1, round(height * scale)), max(1, round(width * scale)))
+        image = F.interpolate(image[None], size=scaled, mode="bilinear", align_corners=False)[0]
+        labels = F.interpolate(labels[None, None].float(), size=scaled, mode="nearest-exact")[0, 0].long()
+        pad_h, pad_w = max(0, height - scaled[0]), max(0, width - scaled[1])
+        if pad_h or pad_w:
+            image = F.pad(image, (0, pad_w, 0, pad_h))
+            labels = F.pad(labels, (0, pad_w, 0, pad_h), value=self.ignore_index)
+        top = int(rng.integers(0, image.shape[1] - height + 1))
+        left = int(rng.integers(0, image.shape[2] - width + 1))
+        image = image[:, top : top + height, left : left + width]
+        labels = labels[top : top + height, left : left + width]
+        if self.hflip and rng.random() < 0.5:
+            image, labels = image.flip(-1), labels.flip(-1)
+        return image.contiguous(), labels.contiguous()
+
+
+class SliceTrainingDataset(Dataset):
+    """Item ``(iteration, slot)`` of a batch stream over the training slices of some views of some volumes.
+
+    Every slice with foreground is kept, plus a seeded share (``empty_ratio``) of the background-only
+    ones; slices are cut once, resized to the input size and kept in memory.
+    """
+
+    def __init__(
+        self,
+        pairs: list[VolumePair],
+        description: DatasetDescription,
+        settings: VolumeConfig,
+        views: list[str],
+        input_size: tuple[int, int],
+        augmentation: SliceAugmentation,
+        batch_size: int,
+        seed: int,
+    ) -> None:
+        if not pairs:
+            raise ValueError("a training set needs at least one volume")
+        self.description = description
+        self.batch_size = batch_size
+        self.seed = seed
+        self.augmentation = augmentation
+        images, labels = [], []
+        for number, pair in enumerate(pairs):
+            volume = read_volume(pair.image, kind="image")
+            if pair.target_is_pseudo:
+                target = read_pseudo_label_volume(pair.target, description.num_classes, description.ignore_index, volume.shape)
+            else:
+                target = read_label_volume(pair.target, pair.mask_description or description, volume.shape).data
+            data = prepare_image(volume, settings)
+            target = prepare_labels(target, volume.spacing, settings)
+            for view_number, view in enumerate(views):
+                rng = np.random.default_rng([seed, number, view_number])
+                chosen = select_training_slices(target, view, settings.empty_ratio, rng, description.ignore_index)
+                if chosen.size == 0:
+                    continue
+                image_slices = torch.from_numpy(slice_volume(data, view, settings.context)[chosen])
+                label_slices = torch.from_numpy(slice_volume(target, view)[chosen])
+                images.append(resize_slices(image_slices, input_size).numpy())
+                labels.append(resize_slices(label_slices, input_size, labels=True)[:, 0].numpy().astype(np.uint8))
+        if not images:
+            raise AtsoError(
+                f"{pairs[0].target}: no training slices (no foreground and data.volume.empty_ratio is 0); raise empty_ratio"
+            )
+        self.images = np.concatenate(images)
+        self.labels = np.concatenate(labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        iteration, slot = key
+        index = stream_index(self.seed, iteration, slot, self.batch_size, len(self))
+        rng = np.random.default_rng([self.seed, iteration, slot, 1])
+        image = torch.from_numpy(self.images[index])
+        labels = torch.from_numpy(self.labels[index].astype(np.int64))
+        return self.augmentation(image, labels, rng)
