@@ -145,3 +145,20 @@ def test_inference_dataset_returns_original_size(tmp_path):
     assert tensor.shape == (3, 16, 32) and (height, width, index) == (H, W, 0)
     tensor, height, width, index = dataset[1]
     assert tensor.shape == (3, 16, 32) and (height, width, index) == (30, 40, 1)
+
+
+def test_labeled_share_fills_the_first_slots_of_every_batch_from_s(tmp_path):
+    from atso.data.datasets import TrainingDataset, TrainingPair
+
+    image = tmp_path / "i.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    pairs = [TrainingPair(f"s{i}", image, image, False) for i in range(3)]
+    pairs += [TrainingPair(f"r{i}", image, image, True) for i in range(20)]
+    dataset = TrainingDataset(pairs, DESCRIPTION, (8, 8), Augmentation(), batch_size=8, seed=0, labeled_share=0.5)
+    drawn = [[dataset.pair_index(it, slot) for slot in range(8)] for it in range(12)]
+    assert all(index < 3 for batch in drawn for index in batch[:4])
+    assert all(index >= 3 for batch in drawn for index in batch[4:])
+    seen_pseudo = sorted({index for batch in drawn for index in batch[4:]})
+    assert seen_pseudo == list(range(3, 23))  # 48 draws cover an epoch of the 20 pseudo-labeled pairs
+    pooled = TrainingDataset(pairs, DESCRIPTION, (8, 8), Augmentation(), batch_size=8, seed=0)
+    assert sum(pooled.pair_index(it, slot) < 3 for it in range(12) for slot in range(8)) < 20

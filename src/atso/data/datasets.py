@@ -15,10 +15,14 @@ from atso.data.samples import Sample
 from atso.data.transforms import Augmentation, resize_image, resize_labels, to_tensor
 
 
-def stream_index(seed: int, iteration: int, slot: int, batch_size: int, count: int) -> int:
-    """Which of ``count`` items fills ``slot`` of the batch at ``iteration``: each epoch a seeded permutation."""
+def stream_index(seed: int, iteration: int, slot: int, batch_size: int, count: int, stream: int | None = None) -> int:
+    """Which of ``count`` items fills ``slot`` of the batch at ``iteration``: each epoch a seeded permutation.
+
+    ``stream`` tells apart several streams of one seed (the labeled and the pseudo-labeled part of a batch).
+    """
     epoch, offset = divmod(iteration * batch_size + slot, count)
-    return int(np.random.default_rng([seed, epoch]).permutation(count)[offset])
+    key = [seed, epoch] if stream is None else [seed, stream, epoch]
+    return int(np.random.default_rng(key).permutation(count)[offset])
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,9 @@ class TrainingDataset(Dataset):
 
     Each epoch is a seeded permutation of the pairs, so where training stops and restarts changes nothing.
     Images are resized once to the input size and kept in memory (``cache``).
+
+    With ``labeled_share``, that share of every batch comes from the ground-truth pairs and the rest
+    from the pseudo-labeled ones, each its own seeded stream, so a small S is not diluted by a large R.
     """
 
     def __init__(
@@ -49,9 +56,15 @@ class TrainingDataset(Dataset):
         batch_size: int,
         seed: int,
         cache: bool = True,
+        labeled_share: float | None = None,
     ) -> None:
         if not pairs:
             raise ValueError("a training set needs at least one pair")
+        self.labeled = [i for i, pair in enumerate(pairs) if not pair.target_is_pseudo]
+        self.pseudo = [i for i, pair in enumerate(pairs) if pair.target_is_pseudo]
+        self.labeled_slots = 0
+        if labeled_share is not None and self.labeled and self.pseudo and batch_size > 1:
+            self.labeled_slots = min(batch_size - 1, max(1, round(labeled_share * batch_size)))
         self.pairs = pairs
         self.description = description
         self.input_size = tuple(input_size)
@@ -66,7 +79,12 @@ class TrainingDataset(Dataset):
 
     def pair_index(self, iteration: int, slot: int) -> int:
         """Which pair fills ``slot`` of the batch at ``iteration``."""
-        return stream_index(self.seed, iteration, slot, self.batch_size, len(self.pairs))
+        if not self.labeled_slots:
+            return stream_index(self.seed, iteration, slot, self.batch_size, len(self.pairs))
+        if slot < self.labeled_slots:
+            return self.labeled[stream_index(self.seed, iteration, slot, self.labeled_slots, len(self.labeled), 1)]
+        pseudo_slots = self.batch_size - self.labeled_slots
+        return self.pseudo[stream_index(self.seed, iteration, slot - self.labeled_slots, pseudo_slots, len(self.pseudo), 2)]
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image and target of one pair at the input size, uint8."""

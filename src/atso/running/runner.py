@@ -242,6 +242,7 @@ class Runner:
             Augmentation(config.train.scale_range, config.train.hflip, config.train.blur_probability, self.description.ignore_index),
             batch_size=config.train.batch_size,
             seed=seed,
+            labeled_share=config.train.labeled_share,
         )
         job_dir = self.run_dir.job_dir(job.id)
         make_folder(job_dir)
