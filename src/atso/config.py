@@ -144,6 +144,9 @@ class TrainConfig(_Section):
     blur_probability: float = Field(default=0.0, ge=0, le=1)
     seed: int = 0
     checkpoint_every: int = Field(default=100, ge=1)
+    mix: Literal["none", "cutmix", "classmix"] = Field(
+        default="none", description="students: paste a box (cutmix) or half the classes (classmix) between pseudo-labeled images"
+    )
     labeled_share: float | None = Field(
         default=None, gt=0, lt=1,
         description="students: share of each batch drawn from S, the rest from pseudo-labels; default: S and R pooled",

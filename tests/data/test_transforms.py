@@ -108,3 +108,28 @@ def test_resize_image_size_and_identity():
     assert resize_image(image, (H, W)) is image
     flat = np.full((H, W, 3), 77, dtype=np.uint8)
     assert (resize_image(flat, (33, 17)) == 77).all()
+
+
+def test_cutmix_box_covers_the_drawn_share():
+    from atso.data.transforms import cutmix_mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        mask = cutmix_mask((40, 60), rng, area=(0.25, 0.5))
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        assert mask.sum() == rows.size * cols.size  # one box
+        assert 0.15 <= mask.mean() <= 0.6
+
+
+def test_classmix_takes_whole_classes_and_mix_pastes_them():
+    from atso.data.transforms import classmix_mask, mix_pair
+
+    labels = np.array([[0, 0, 1, 1], [2, 2, 3, 255]], np.uint8)
+    mask = classmix_mask(labels, np.random.default_rng(1))
+    chosen = set(labels[mask].tolist())
+    assert len(chosen) == 2 and 255 not in chosen
+    assert all((labels == c).sum() == (mask & (labels == c)).sum() for c in chosen)  # whole classes
+    image, other = np.zeros((2, 4, 3), np.uint8), np.full((2, 4, 3), 9, np.uint8)
+    mixed_image, mixed_labels = mix_pair(image, np.full((2, 4), 7, np.uint8), other, labels, mask)
+    assert (mixed_image[mask] == 9).all() and (mixed_image[~mask] == 0).all()
+    assert (mixed_labels[mask] == labels[mask]).all() and (mixed_labels[~mask] == 7).all()

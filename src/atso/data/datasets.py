@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from atso.data.description import DatasetDescription
 from atso.data.images import read_image, read_label_map, read_mask
 from atso.data.samples import Sample
-from atso.data.transforms import Augmentation, resize_image, resize_labels, to_tensor
+from atso.data.transforms import Augmentation, classmix_mask, cutmix_mask, mix_pair, resize_image, resize_labels, to_tensor
 
 
 def stream_index(seed: int, iteration: int, slot: int, batch_size: int, count: int, stream: int | None = None) -> int:
@@ -43,6 +43,9 @@ class TrainingDataset(Dataset):
     Each epoch is a seeded permutation of the pairs, so where training stops and restarts changes nothing.
     Images are resized once to the input size and kept in memory (``cache``).
 
+    With ``mix`` (``cutmix`` or ``classmix``) each pseudo-labeled item gets a box, or half the classes, of
+    another pseudo-labeled item pasted in: the strong augmentation the paper's appendix adds to ATSO.
+
     With ``labeled_share``, that share of every batch comes from the ground-truth pairs and the rest
     from the pseudo-labeled ones, each its own seeded stream, so a small S is not diluted by a large R.
     """
@@ -57,9 +60,13 @@ class TrainingDataset(Dataset):
         seed: int,
         cache: bool = True,
         labeled_share: float | None = None,
+        mix: str = "none",
     ) -> None:
         if not pairs:
             raise ValueError("a training set needs at least one pair")
+        if mix not in ("none", "cutmix", "classmix"):
+            raise ValueError(f"mix must be none, cutmix or classmix, got {mix!r}")
+        self.mix = mix
         self.labeled = [i for i, pair in enumerate(pairs) if not pair.target_is_pseudo]
         self.pseudo = [i for i, pair in enumerate(pairs) if pair.target_is_pseudo]
         self.labeled_slots = 0
@@ -109,9 +116,18 @@ class TrainingDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         iteration, slot = key
-        image, target = self.load(self.pair_index(iteration, slot))
+        index = self.pair_index(iteration, slot)
+        image, target = self.load(index)
         rng = np.random.default_rng([self.seed, iteration, slot, 1])
         image, target = self.augmentation(image, target, rng)
+        if self.mix != "none" and self.pairs[index].target_is_pseudo:
+            mix_rng = np.random.default_rng([self.seed, iteration, slot, 2])
+            other_image, other_target = self.augmentation(*self.load(self.pseudo[int(mix_rng.integers(len(self.pseudo)))]), mix_rng)
+            if self.mix == "cutmix":
+                mask = cutmix_mask(target.shape, mix_rng)
+            else:
+                mask = classmix_mask(other_target, mix_rng, self.description.ignore_index)
+            image, target = mix_pair(image, target, other_image, other_target, mask)
         return to_tensor(image), torch.from_numpy(target.astype(np.int64))
 
 

@@ -73,3 +73,32 @@ class Augmentation:
         if blur:
             image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).filter(ImageFilter.GaussianBlur(radius)))
         return np.ascontiguousarray(image), np.ascontiguousarray(labels)
+
+
+def cutmix_mask(size: tuple[int, int], rng: np.random.Generator, area: tuple[float, float] = (0.25, 0.5)) -> np.ndarray:
+    """A random box covering a share of the image drawn from ``area`` (CutMix, French et al. 2019)."""
+    height, width = size
+    share = float(rng.uniform(*area))
+    ratio = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))  # box aspect ratio
+    box_h = min(height, max(1, round(np.sqrt(share * height * width * ratio))))
+    box_w = min(width, max(1, round(np.sqrt(share * height * width / ratio))))
+    top, left = int(rng.integers(0, height - box_h + 1)), int(rng.integers(0, width - box_w + 1))
+    mask = np.zeros(size, dtype=bool)
+    mask[top : top + box_h, left : left + box_w] = True
+    return mask
+
+
+def classmix_mask(labels: np.ndarray, rng: np.random.Generator, ignore_index: int = 255) -> np.ndarray:
+    """The pixels of half the classes present in ``labels``, chosen at random (ClassMix, Olsson et al. 2021)."""
+    present = np.unique(labels[labels != ignore_index])
+    if present.size == 0:
+        return np.zeros(labels.shape, dtype=bool)
+    chosen = rng.choice(present, size=max(1, (present.size + 1) // 2), replace=False)
+    return np.isin(labels, chosen)
+
+
+def mix_pair(
+    image: np.ndarray, labels: np.ndarray, other_image: np.ndarray, other_labels: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paste ``other`` onto a sample where ``mask`` holds: image and labels alike."""
+    return np.where(mask[..., None], other_image, image), np.where(mask, other_labels, labels)

@@ -243,6 +243,7 @@ class Runner:
             batch_size=config.train.batch_size,
             seed=seed,
             labeled_share=config.train.labeled_share,
+            mix=config.train.mix,
         )
         job_dir = self.run_dir.job_dir(job.id)
         make_folder(job_dir)
