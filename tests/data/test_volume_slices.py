@@ -68,3 +68,15 @@ def test_augmentation_pads_with_ignore_and_keeps_the_size():
     out_image, out_labels = augment(image, labels, rng)
     assert out_image.shape == (1, 16, 16) and out_labels.shape == (16, 16)
     assert (out_labels == 255).sum() == 16 * 16 - 8 * 8 and (out_image == 0).sum() == 16 * 16 - 8 * 8
+
+
+def test_labeled_share_draws_slices_of_ground_truth_volumes_first(tmp_path):
+    truth, _ = _pair(tmp_path, "a")
+    pseudo, _ = _pair(tmp_path, "b", pseudo=True)
+    dataset = SliceTrainingDataset(
+        [truth, pseudo], DESCRIPTION, VolumeConfig(empty_ratio=0.0), ["axial"], (16, 16), SliceAugmentation(), 4, 0,
+        labeled_share=0.25,
+    )
+    assert dataset.stream.labeled == [0, 1] and dataset.stream.pseudo == [2, 3]
+    assert all(dataset.stream.index(it, 0) in (0, 1) for it in range(10))
+    assert all(dataset.stream.index(it, slot) in (2, 3) for it in range(10) for slot in (1, 2, 3))

@@ -25,6 +25,34 @@ def stream_index(seed: int, iteration: int, slot: int, batch_size: int, count: i
     return int(np.random.default_rng(key).permutation(count)[offset])
 
 
+class BatchStream:
+    """Which item fills each slot of each batch: seeded epochs, optionally a fixed share from S.
+
+    Args:
+        seed: the stream's seed.
+        batch_size: slots per batch.
+        from_labeled: per item, whether its target is ground truth (S) rather than a pseudo-label.
+        labeled_share: share of each batch drawn from the S items (at least one slot, at most all
+            but one), the rest from the pseudo-labeled ones; None pools all items.
+    """
+
+    def __init__(self, seed: int, batch_size: int, from_labeled: list[bool], labeled_share: float | None = None) -> None:
+        self.seed, self.batch_size, self.count = seed, batch_size, len(from_labeled)
+        self.labeled = [i for i, labeled in enumerate(from_labeled) if labeled]
+        self.pseudo = [i for i, labeled in enumerate(from_labeled) if not labeled]
+        self.labeled_slots = 0
+        if labeled_share is not None and self.labeled and self.pseudo and batch_size > 1:
+            self.labeled_slots = min(batch_size - 1, max(1, round(labeled_share * batch_size)))
+
+    def index(self, iteration: int, slot: int) -> int:
+        if not self.labeled_slots:
+            return stream_index(self.seed, iteration, slot, self.batch_size, self.count)
+        if slot < self.labeled_slots:
+            return self.labeled[stream_index(self.seed, iteration, slot, self.labeled_slots, len(self.labeled), 1)]
+        pseudo_slots = self.batch_size - self.labeled_slots
+        return self.pseudo[stream_index(self.seed, iteration, slot - self.labeled_slots, pseudo_slots, len(self.pseudo), 2)]
+
+
 @dataclass(frozen=True)
 class TrainingPair:
     """An image and the target a student learns from: a ground-truth mask or a pseudo-label map."""
@@ -67,11 +95,8 @@ class TrainingDataset(Dataset):
         if mix not in ("none", "cutmix", "classmix"):
             raise ValueError(f"mix must be none, cutmix or classmix, got {mix!r}")
         self.mix = mix
-        self.labeled = [i for i, pair in enumerate(pairs) if not pair.target_is_pseudo]
-        self.pseudo = [i for i, pair in enumerate(pairs) if pair.target_is_pseudo]
-        self.labeled_slots = 0
-        if labeled_share is not None and self.labeled and self.pseudo and batch_size > 1:
-            self.labeled_slots = min(batch_size - 1, max(1, round(labeled_share * batch_size)))
+        self.stream = BatchStream(seed, batch_size, [not pair.target_is_pseudo for pair in pairs], labeled_share)
+        self.pseudo = self.stream.pseudo
         self.pairs = pairs
         self.description = description
         self.input_size = tuple(input_size)
@@ -86,12 +111,7 @@ class TrainingDataset(Dataset):
 
     def pair_index(self, iteration: int, slot: int) -> int:
         """Which pair fills ``slot`` of the batch at ``iteration``."""
-        if not self.labeled_slots:
-            return stream_index(self.seed, iteration, slot, self.batch_size, len(self.pairs))
-        if slot < self.labeled_slots:
-            return self.labeled[stream_index(self.seed, iteration, slot, self.labeled_slots, len(self.labeled), 1)]
-        pseudo_slots = self.batch_size - self.labeled_slots
-        return self.pseudo[stream_index(self.seed, iteration, slot - self.labeled_slots, pseudo_slots, len(self.pseudo), 2)]
+        return self.stream.index(iteration, slot)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image and target of one pair at the input size, uint8."""

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from atso.config import VolumeConfig
-from atso.data.datasets import stream_index
+from atso.data.datasets import BatchStream
 from atso.data.description import DatasetDescription
 from atso.data.images import _check_labels
 from atso.data.resampling import resample_to_spacing
@@ -100,7 +100,8 @@ class SliceTrainingDataset(Dataset):
     """Item ``(iteration, slot)`` of a batch stream over the training slices of some views of some volumes.
 
     Every slice with foreground is kept, plus a seeded share (``empty_ratio``) of the background-only
-    ones; slices are cut once, resized to the input size and kept in memory.
+    ones; slices are cut once, resized to the input size and kept in memory. ``labeled_share`` as in
+    :class:`atso.data.datasets.TrainingDataset`.
     """
 
     def __init__(
@@ -113,6 +114,7 @@ class SliceTrainingDataset(Dataset):
         augmentation: SliceAugmentation,
         batch_size: int,
         seed: int,
+        labeled_share: float | None = None,
     ) -> None:
         if not pairs:
             raise ValueError("a training set needs at least one volume")
@@ -120,7 +122,7 @@ class SliceTrainingDataset(Dataset):
         self.batch_size = batch_size
         self.seed = seed
         self.augmentation = augmentation
-        images, labels = [], []
+        images, labels, from_labeled = [], [], []
         for number, pair in enumerate(pairs):
             volume = read_volume(pair.image, kind="image")
             if pair.target_is_pseudo:
@@ -138,19 +140,21 @@ class SliceTrainingDataset(Dataset):
                 label_slices = torch.from_numpy(slice_volume(target, view)[chosen])
                 images.append(resize_slices(image_slices, input_size).numpy())
                 labels.append(resize_slices(label_slices, input_size, labels=True)[:, 0].numpy().astype(np.uint8))
+                from_labeled += [not pair.target_is_pseudo] * int(chosen.size)
         if not images:
             raise AtsoError(
                 f"{pairs[0].target}: no training slices (no foreground and data.volume.empty_ratio is 0); raise empty_ratio"
             )
         self.images = np.concatenate(images)
         self.labels = np.concatenate(labels)
+        self.stream = BatchStream(seed, batch_size, from_labeled, labeled_share)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         iteration, slot = key
-        index = stream_index(self.seed, iteration, slot, self.batch_size, len(self))
+        index = self.stream.index(iteration, slot)
         rng = np.random.default_rng([self.seed, iteration, slot, 1])
         image = torch.from_numpy(self.images[index])
         labels = torch.from_numpy(self.labels[index].astype(np.int64))

@@ -334,7 +334,7 @@ class Runner:
             dataset = SliceTrainingDataset(
                 pairs, self.description, config.data.volume, model.views_of(key), config.data.input_size,
                 SliceAugmentation(config.train.scale_range, config.train.hflip, self.description.ignore_index),
-                batch_size=config.train.batch_size, seed=network_seed,
+                batch_size=config.train.batch_size, seed=network_seed, labeled_share=config.train.labeled_share,
             )
             slices += len(dataset)
             name = f"{job.id}[{key}]"
