@@ -167,6 +167,7 @@ class TeacherStudentConfig(_Section):
     generations: int = Field(default=3, ge=0)
     folds: int = Field(default=2, ge=2)
     confidence_threshold: float | None = Field(default=None, ge=0, le=1)
+    label_flip: bool = Field(default=False, description="teachers label with the mean of the image and its mirror image")
     final_labels: Literal["cross", "last"] = Field(
         default="cross",
         description="ATSO final model: 'cross' = folds relabeled by the last students; 'last' = the labels they trained on",

@@ -141,3 +141,15 @@ def test_resume_after_sigkill_gives_the_same_metrics(tiny_dataset, tmp_path, fau
         assert f"finished {job_id} " not in resumed.stdout
     # ...and the numbers equal those of a run that was never interrupted.
     assert metrics_lines(out) == metrics_lines(reference)
+
+
+def test_label_flip_changes_the_teachers_labels_not_the_scores(tiny_dataset, tmp_path):
+    def run(flip: bool, out: str):
+        config = config_from_dict(tiny_config(tiny_dataset, teacher_student={"strategy": "stso", "label_flip": flip}))
+        return api.run(config, tmp_path / out, log=lambda line: None, report=False)
+
+    plain, flipped = run(False, "plain"), run(True, "flipped")
+    assert plain["records"][0]["test"] == flipped["records"][0]["test"]  # g0/eval scores M0 without the flip
+    labels = [sorted((tmp_path / out / "jobs" / "g0" / "labels" / "labels").iterdir()) for out in ("plain", "flipped")]
+    differs = [np.array(Image.open(a)) != np.array(Image.open(b)) for a, b in zip(*labels)]
+    assert any(d.any() for d in differs)

@@ -367,7 +367,9 @@ class Runner:
     def _load_models(self, job_ids: list[str]) -> dict[str, torch.nn.Module]:
         return {job_id: load_model(self.run_dir.model_path(job_id), self.device)[0] for job_id in job_ids}
 
-    def _predictor(self, models: dict[str, torch.nn.Module]) -> Predictor | VolumePredictor:
+    def _predictor(self, models: dict[str, torch.nn.Module], labeling: bool = False) -> Predictor | VolumePredictor:
+        """A predictor for scoring, or for ``labeling`` (which may add a flip of its own: a better teacher)."""
+        flip = self.config.evaluation.flip or (labeling and self.config.teacher_student.label_flip)
         if self.is_volume:
             return VolumePredictor(
                 models,  # type: ignore[arg-type]
@@ -375,7 +377,7 @@ class Runner:
                 self.config.data.input_size,
                 self.device,
                 batch_size=self.config.evaluation.batch_size,
-                flip=self.config.evaluation.flip,
+                flip=flip,
                 amp=self.config.runtime.amp,
                 amp_dtype=self.config.runtime.amp_dtype,
                 quiet=self.config.runtime.quiet,
@@ -385,7 +387,7 @@ class Runner:
             self.config.data.input_size,
             self.device,
             batch_size=self.config.evaluation.batch_size,
-            flip=self.config.evaluation.flip,
+            flip=flip,
             num_workers=self.config.runtime.num_workers,
             amp=self.config.runtime.amp,
             amp_dtype=self.config.runtime.amp_dtype,
@@ -395,7 +397,7 @@ class Runner:
 
     def label(self, job: LabelJob) -> dict[str, Any]:
         """Pseudo-label each reference fold with the teachers the plan names for it."""
-        predictor = self._predictor(self._load_models(list(job.inputs)))
+        predictor = self._predictor(self._load_models(list(job.inputs)), labeling=True)
         out_dir = self.run_dir.labels_dir(job.id)
         coarse = job.granularity == "super"
         if coarse and self.is_volume:
