@@ -60,3 +60,15 @@ def test_classwise_rows_are_table_5():
 
 def test_classwise_rows_without_test_scores_are_empty():
     assert classwise_rows([{"strategy": "shared", "generation": 0, "reference_miou": 0.5}], ["atso"]) == []
+
+
+def test_volume_runs_are_tabled_in_dice():
+    records = [
+        {"strategy": "shared", "generation": 0, "metric": "dice", "test_dice": 0.8, "reference_dice": 0.75,
+         "test": {"g0/m0": {"mean_case_dice": 0.8}}},
+        {"strategy": "atso", "generation": 1, "metric": "dice", "test_dice": 0.85, "reference_dice": 0.8,
+         "test_miou": None, "test": {"a": {"mean_case_dice": 0.85}}},
+    ]
+    rows = generation_rows(records, ["atso"])
+    assert rows[1:] == [["G0", "75.00", "80.00"], ["G1", "80.00", "85.00"]]
+    assert classwise_rows(records, ["atso"]) == []  # per-class DSC lives in metrics.jsonl
