@@ -125,7 +125,14 @@ def _git_commit() -> str:
 
 
 def _run(command: list[str], log: Path, run_dir: Path) -> float:
-    """Run one atso command, appending its output to ``log``; return the run's job time (all sessions)."""
+    """Run one atso command, appending its output to ``log``; return the run's job time (all sessions).
+
+    The commit a run directory was started on is kept in its ``commit.txt``; a rerun that only
+    resumes (or only reads) it keeps that record.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "commit.txt").is_file():
+        (run_dir / "commit.txt").write_text(_git_commit() + "\n")
     with log.open("a") as handle:
         handle.write(f"$ {' '.join(command)}\n")
         handle.flush()
@@ -148,10 +155,13 @@ def summarise_seed(records: list[dict[str, Any]], full_records: list[dict[str, A
     metric = _metric(records)
     test_key, reference_key = f"test_{metric}", f"reference_{metric}"
     shared = next(r for r in records if r["strategy"] == "shared")
-    result: dict[str, Any] = {"metric": metric, "supervised": shared.get(test_key), "generations": {}}
-    for strategy in STRATEGIES:
+    strategies = list(dict.fromkeys(r["strategy"] for r in records if r["strategy"] != "shared"))
+    result: dict[str, Any] = {"metric": metric, "supervised": shared.get(test_key), "generations": {}, "strategies": strategies}
+    for strategy in strategies:
         own = [r for r in records if r["strategy"] == strategy]
-        generations = [shared] + sorted((r for r in own if isinstance(r["generation"], int)), key=lambda r: r["generation"])
+        # The shared G0 starts every curve (a super-class variant's own G0 only re-scores M0's labels).
+        numbered = sorted((r for r in own if isinstance(r["generation"], int) and r["generation"] > 0), key=lambda r: r["generation"])
+        generations = [shared] + numbered
         result["generations"][strategy] = [
             {
                 "generation": r["generation"] if r is not shared else 0,
@@ -162,38 +172,53 @@ def summarise_seed(records: list[dict[str, Any]], full_records: list[dict[str, A
             }
             for r in generations
         ]
-        last = generations[-1] if len(generations) > 1 else None
-        final = next((r for r in own if r["generation"] == "final"), None)
-        result[strategy] = (final or last or {}).get(test_key)
-        if strategy == "atso":
-            result["atso-students"] = last.get(test_key) if last else None
-        result[f"{strategy}-agreement"] = (final or last or {}).get("agreement_with_m0_mean") if (final or last) else None
+        last = numbered[-1] if numbered else None
+        # The strategy's output: after super -> full if it has that stage, else ATSO's final model, else the last generation.
+        stages = {r["generation"]: r for r in own if not isinstance(r["generation"], int)}
+        output = stages.get("to-full") or stages.get("final") or last or {}
+        result[strategy] = output.get(test_key)
+        result[f"{strategy}-stage"] = output.get("generation")
+        if output is not last and last is not None:
+            result[f"{strategy}-students"] = last.get(test_key)
+        result[f"{strategy}-agreement"] = output.get("agreement_with_m0_mean")
     if full_records:
         result["full"] = next(r for r in full_records if r["strategy"] == "shared").get(test_key)
         gap = (result["full"] or 0) - (result["supervised"] or 0)
         result["gap_closure"] = {
             s: (result[s] - result["supervised"]) / gap if gap > 0 and result[s] is not None else None
-            for s in (*STRATEGIES, "atso-students")
+            for s in _rows(strategies, result)
         }
     return result
 
 
+def _rows(strategies: list[str], result: dict[str, Any]) -> list[str]:
+    """Each strategy, followed by its last students where it has a final model (ATSO)."""
+    rows = []
+    for strategy in strategies:
+        rows.append(strategy)
+        if f"{strategy}-students" in result:
+            rows.append(f"{strategy}-students")
+    return rows
+
+
 def aggregate(name: str, experiment: Experiment, seeds: dict[int, dict[str, Any]]) -> dict[str, Any]:
     per_seed = list(seeds.values())
-    rows = ("supervised", *STRATEGIES, "atso-students") + (("full",) if experiment.full else ())
+    strategies = per_seed[0]["strategies"]
+    rows = ["supervised", *_rows(strategies, per_seed[0])] + (["full"] if experiment.full else [])
     summary: dict[str, Any] = {
         "experiment": name,
         "note": experiment.note,
         "metric": per_seed[0]["metric"],
         "seeds": list(seeds),
+        "strategies": strategies,
         "final": {row: _mean_std([s.get(row) for s in per_seed]) for row in rows},
     }
     if experiment.full:
         summary["gap_closure"] = {
-            s: _mean_std([seed["gap_closure"][s] for seed in per_seed]) for s in (*STRATEGIES, "atso-students")
+            s: _mean_std([seed["gap_closure"][s] for seed in per_seed]) for s in _rows(strategies, per_seed[0])
         }
     curves: dict[str, list[dict[str, Any]]] = {}
-    for strategy in STRATEGIES:
+    for strategy in strategies:
         length = min(len(s["generations"][strategy]) for s in per_seed)
         curves[strategy] = [
             {
@@ -204,11 +229,11 @@ def aggregate(name: str, experiment: Experiment, seeds: dict[int, dict[str, Any]
             for g in range(length)
         ]
     summary["generations"] = curves
-    summary["agreement_with_m0_final"] = {s: _mean_std([seed.get(f"{s}-agreement") for seed in per_seed]) for s in STRATEGIES}
-    spread = max((summary["final"][s]["std"] or 0.0) for s in STRATEGIES)
-    order = [summary["final"][s]["mean"] for s in ("atso", "stso", "self-learning")]
-    if None not in order:
-        summary["ordering"] = {
+    summary["agreement_with_m0_final"] = {s: _mean_std([seed.get(f"{s}-agreement") for seed in per_seed]) for s in strategies}
+    if all(s in strategies for s in STRATEGIES):
+        spread = max((summary["final"][s]["std"] or 0.0) for s in STRATEGIES)
+        order = [summary["final"][s]["mean"] for s in ("atso", "stso", "self-learning")]
+        summary["ordering"] = None if None in order else {
             "atso>stso": order[0] - order[1],
             "stso>self-learning": order[1] - order[2],
             "largest_std": spread,
@@ -227,7 +252,9 @@ def render_markdown(summary: dict[str, Any], command: str, commit: str, wall: di
         summary["note"],
         "",
         f"- Command: `{command}`",
-        f"- Commit: `{commit}`; seeds {seeds} (split and training seed); wall time per run: "
+        f"- Tables written on commit `{commit}`; runs started on "
+        + ", ".join(f"`{c}`" for c in sorted({c for s in summary["per_seed"].values() for c in s.get("run_commits", [])}))
+        + f"; seeds {seeds}; job time per run (all sessions): "
         + ", ".join(f"{k} {v / 60:.0f} min" for k, v in wall.items()),
         "",
         f"## Final test accuracy ({unit} %, mean ± std over {len(seeds)} seed{'s' if len(seeds) > 1 else ''})",
@@ -235,25 +262,29 @@ def render_markdown(summary: dict[str, Any], command: str, commit: str, wall: di
         "| | test | gap closure |",
         "|---|---|---|",
     ]
-    labels = {"supervised": "supervised only (M0)", "self-learning": "self-learning, last generation",
-              "stso": "STSO, last generation", "atso": "ATSO, final model (Algorithm 1)",
-              "atso-students": "ATSO, last students (mean)", "full": "full supervision (upper bound)"}
+    labels = {"supervised": "supervised only (M0)", "full": "full supervision (upper bound)"}
+    stage_names = {"final": "final model (Algorithm 1)", "to-full": "after super -> full"}
+    for strategy in summary["strategies"]:
+        stage = summary["per_seed"][str(summary["seeds"][0])].get(f"{strategy}-stage")
+        labels[strategy] = f"{strategy}, " + stage_names.get(stage, f"last generation (G{stage})")
+        labels[f"{strategy}-students"] = f"{strategy}, last generation (mean of its models)"
     closure = summary.get("gap_closure", {})
     for row, stat in summary["final"].items():
         gap = _fmt(closure[row]) + " %" if row in closure and closure[row]["mean"] is not None else ""
         lines.append(f"| {labels[row]} | {_fmt(stat)} | {gap} |")
-    if "ordering" in summary:
+    if summary.get("ordering"):
         o = summary["ordering"]
         lines += ["", f"ATSO - STSO = {100 * o['atso>stso']:+.2f}, STSO - self-learning = {100 * o['stso>self-learning']:+.2f}; "
                   f"largest seed-to-seed std {100 * o['largest_std']:.2f}: the paper's ordering "
                   + ("holds beyond the spread." if o["holds_beyond_spread"] else "does not hold beyond the spread here.")]
+    strategies = summary["strategies"]
     lines += ["", f"## Per generation (mean over seeds, %), beside the paper's Table 1 (NIH, DSC)", ""]
-    header = "| G | " + " | ".join(f"{s} @R | {s} @E | {s} agree M0" for s in STRATEGIES) + " | paper SL @R/@E | paper STSO @R/@E | paper ATSO @R/@E |"
-    lines += [header, "|" + "---|" * (1 + 3 * len(STRATEGIES) + 3)]
+    header = "| G | " + " | ".join(f"{s} @R | {s} @E | {s} agree M0" for s in strategies) + " | paper SL @R/@E | paper STSO @R/@E | paper ATSO @R/@E |"
+    lines += [header, "|" + "---|" * (1 + 3 * len(strategies) + 3)]
     generations = max(len(c) for c in summary["generations"].values())
     for g in range(generations):
         cells = [f"G{g}"]
-        for strategy in STRATEGIES:
+        for strategy in strategies:
             curve = summary["generations"][strategy]
             point = curve[g] if g < len(curve) else None
             cells += [_fmt(point[k]) if point else "-" for k in ("@R", "@E", "agreement_with_m0")]
@@ -271,7 +302,7 @@ def render_markdown(summary: dict[str, Any], command: str, commit: str, wall: di
         f"Paper gap closures (NIH, 10%): self-learning 51 %, STSO 57 %, ATSO 73 %.",
         "",
         "Agreement with M0 of each strategy's final model (%): "
-        + ", ".join(f"{s} {_fmt(summary['agreement_with_m0_final'][s])}" for s in STRATEGIES),
+        + ", ".join(f"{s} {_fmt(summary['agreement_with_m0_final'][s])}" for s in strategies),
     ]
     return "\n".join(lines) + "\n"
 
@@ -306,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             wall[f"seed {seed} full"] = _run([*atso, "run", experiment.config, "--out", str(full_dir), *full_flags], log, full_dir)
             full_records = _records(full_dir)
         per_seed[seed] = summarise_seed(_records(compare_dir), full_records)
+        per_seed[seed]["run_commits"] = sorted({(d / "commit.txt").read_text().strip() for d in (compare_dir, full_dir) if (d / "commit.txt").is_file()})
     summary = aggregate(args.experiment, experiment if not args.no_full else Experiment(**{**experiment.__dict__, "full": None}), per_seed)
     command = "python benchmarks/evidence.py " + " ".join(argv if argv is not None else sys.argv[1:])
     commit = _git_commit()

@@ -1,0 +1,52 @@
+"""The evidence tables: gap closure, means over seeds and the ordering check, on hand-made records."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("evidence", Path(__file__).parents[2] / "benchmarks" / "evidence.py")
+evidence = importlib.util.module_from_spec(_spec)
+sys.modules["evidence"] = evidence  # dataclasses look their module up here
+_spec.loader.exec_module(evidence)
+
+
+def _records(m0, sl, stso, atso_students, atso_final):
+    shared = {"strategy": "shared", "generation": 0, "job": "g0/eval", "test_miou": m0, "reference_miou": m0 - 0.01}
+    return [
+        shared,
+        {"strategy": "self-learning", "generation": 1, "test_miou": sl, "reference_miou": 0.5, "agreement_with_m0_mean": 0.9},
+        {"strategy": "stso", "generation": 1, "test_miou": stso, "reference_miou": 0.5, "agreement_with_m0_mean": 0.8},
+        {"strategy": "atso", "generation": 1, "test_miou": atso_students, "reference_miou": 0.6, "agreement_with_m0_mean": 0.7},
+        {"strategy": "atso", "generation": "final", "test_miou": atso_final, "agreement_with_m0_mean": 0.6},
+    ]
+
+
+def test_gap_closure_means_and_ordering():
+    full = [{"strategy": "shared", "generation": 0, "test_miou": 0.60}]
+    seeds = {
+        0: evidence.summarise_seed(_records(0.40, 0.45, 0.48, 0.50, 0.52), full),
+        1: evidence.summarise_seed(_records(0.40, 0.44, 0.47, 0.50, 0.54), full),
+    }
+    assert seeds[0]["gap_closure"]["atso"] == pytest.approx(0.6)
+    assert seeds[0]["gap_closure"]["self-learning"] == pytest.approx(0.25)
+    assert seeds[0]["atso-students"] == 0.50 and seeds[0]["atso-stage"] == "final"
+    summary = evidence.aggregate("toy", evidence.EXPERIMENTS["camvid"], seeds)
+    assert summary["final"]["atso"]["mean"] == pytest.approx(0.53)
+    assert summary["final"]["atso"]["std"] == pytest.approx(0.0141421, rel=1e-4)
+    assert summary["gap_closure"]["stso"]["mean"] == pytest.approx(0.375)
+    assert summary["ordering"]["holds_beyond_spread"] is True
+    assert summary["generations"]["atso"][1]["@R"]["mean"] == pytest.approx(0.6)
+    markdown = evidence.render_markdown(summary, "cmd", "abc", {"seed 0 compare": 60.0})
+    assert "| atso, final model (Algorithm 1) | 53.00 ± 1.41 | 65.00 ± 7.07 % |" in markdown
+
+
+def test_ordering_fails_when_the_spread_is_larger():
+    full = [{"strategy": "shared", "generation": 0, "test_miou": 0.60}]
+    seeds = {
+        0: evidence.summarise_seed(_records(0.40, 0.45, 0.46, 0.50, 0.47), full),
+        1: evidence.summarise_seed(_records(0.40, 0.35, 0.46, 0.50, 0.49), full),
+    }
+    summary = evidence.aggregate("toy", evidence.EXPERIMENTS["camvid"], seeds)
+    assert summary["ordering"]["holds_beyond_spread"] is False
