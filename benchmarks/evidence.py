@@ -278,7 +278,7 @@ def render_markdown(summary: dict[str, Any], command: str, commit: str, wall: di
                   f"largest seed-to-seed std {100 * o['largest_std']:.2f}: the paper's ordering "
                   + ("holds beyond the spread." if o["holds_beyond_spread"] else "does not hold beyond the spread here.")]
     strategies = summary["strategies"]
-    lines += ["", f"## Per generation (mean over seeds, %), beside the paper's Table 1 (NIH, DSC)", ""]
+    lines += ["", "## Per generation (mean over seeds, %), beside the paper's Table 1 (NIH, DSC)", ""]
     header = "| G | " + " | ".join(f"{s} @R | {s} @E | {s} agree M0" for s in strategies) + " | paper SL @R/@E | paper STSO @R/@E | paper ATSO @R/@E |"
     lines += [header, "|" + "---|" * (1 + 3 * len(strategies) + 3)]
     generations = max(len(c) for c in summary["generations"].values())

@@ -154,3 +154,30 @@ def tiny_volume_config(root: Path, test_ids: tuple[str, ...] = ("vol_008", "vol_
 def tiny_volumes(tmp_path: Path) -> Path:
     """10 generated volumes of 22x18x10 voxels in a Decathlon folder."""
     return write_volume_dataset(tmp_path / "blobs", 10)
+
+
+def run_until_killed(config, out: Path, point: str, report: bool = False, compare: bool = False) -> None:
+    """Run in a forked child with ``ATSO_FAULT=point``; the child must die of SIGKILL there."""
+    import os
+    import signal
+    import sys
+    import traceback
+
+    from atso import api
+    from atso.running import faults
+
+    pid = os.fork()
+    if pid == 0:  # the child never returns into pytest
+        code = 0
+        try:
+            os.environ[faults.ENVIRONMENT_VARIABLE] = point
+            api.run(config, out, compare=compare, log=lambda line: None, report=report)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"{point}: the run was never killed there"

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sys
-import traceback
 from pathlib import Path
 
 import pytest
@@ -22,10 +19,9 @@ import yaml
 from atso import api
 from atso.cli import main
 from atso.config import Config, config_from_dict
-from atso.running import faults
 from atso.running.run_dir import RunDirectory
 
-from conftest import tiny_config, write_dataset
+from conftest import run_until_killed, tiny_config, write_dataset
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -42,25 +38,6 @@ def baseline(tmp_path_factory) -> tuple[Config, Path]:
     out = tmp_path_factory.mktemp("uninterrupted") / "run"
     api.run(config, out, log=quiet, report=False)
     return config, out
-
-
-def run_until_killed(config: Config, out: Path, point: str, report: bool = False) -> None:
-    """Run in a forked child with ``ATSO_FAULT=point``; the child must die of SIGKILL there."""
-    pid = os.fork()
-    if pid == 0:  # the child never returns into pytest
-        code = 0
-        try:
-            os.environ[faults.ENVIRONMENT_VARIABLE] = point
-            api.run(config, out, log=quiet, report=report)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"{point}: the run was never killed there"
 
 
 def metrics_lines(out: Path) -> list[dict]:

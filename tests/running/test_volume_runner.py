@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sys
-import traceback
 
 import nibabel as nib
 import numpy as np
@@ -19,10 +16,9 @@ from atso.checkpoints import load_model
 from atso.cli import main
 from atso.config import config_from_dict
 from atso.models.views import ViewNetworks
-from atso.running import faults
 from atso.running.run_dir import RunDirectory
 
-from conftest import VOLUME_AFFINE, VOLUME_SHAPE, tiny_volume_config, write_volume_dataset
+from conftest import VOLUME_AFFINE, VOLUME_SHAPE, run_until_killed, tiny_volume_config, write_volume_dataset
 
 
 def quiet(line: str) -> None:
@@ -113,24 +109,6 @@ def test_students_never_see_reference_truth(volume_run, tmp_path):
         assert all(torch.equal(mine[k], theirs[k]) for k in theirs), job
 
 
-def _run_until_killed(config, out, point):
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.environ[faults.ENVIRONMENT_VARIABLE] = point
-            api.run(config, out, compare=True, log=quiet, report=False)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"not killed at {point}"
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.parametrize(
     "point",
@@ -139,7 +117,7 @@ def _run_until_killed(config, out, point):
 def test_killed_volume_run_resumes_to_the_same_results(volume_run, tmp_path, point):
     _, config, reference, _ = volume_run
     out = tmp_path / "run"
-    _run_until_killed(config, out, point)
+    run_until_killed(config, out, point, compare=True)
     api.run(config, out, compare=True, log=quiet, report=False)
     assert metrics_lines(out) == metrics_lines(reference)
     assert not list(out.rglob("network-*.pt")) and not list(out.rglob("state-*.pt"))

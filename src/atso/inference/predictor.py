@@ -15,6 +15,18 @@ from atso.data.datasets import InferenceDataset
 from atso.data.samples import Sample
 
 
+@torch.no_grad()
+def class_probabilities(
+    model: torch.nn.Module, images: torch.Tensor, flip: bool, device: torch.device, amp: bool, amp_dtype: torch.dtype
+) -> torch.Tensor:
+    """Softmax of a network's logits, averaged with its mirror image's when ``flip`` (test-time flip)."""
+    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+        probabilities = model(images).float().softmax(dim=1)
+        if flip:
+            probabilities = (probabilities + model(images.flip(-1)).float().softmax(dim=1).flip(-1)) / 2
+    return probabilities
+
+
 @dataclass
 class Prediction:
     """Class indices and the winning probability of one image (or volume), at its original size."""
@@ -57,14 +69,8 @@ class Predictor:
         self.amp_dtype = torch.float16 if amp_dtype == "float16" else torch.bfloat16
         self.quiet = quiet
 
-    @torch.no_grad()
     def _softmax(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            probabilities = model(images).float().softmax(dim=1)
-            if self.flip:
-                flipped = model(images.flip(-1)).float().softmax(dim=1).flip(-1)
-                probabilities = (probabilities + flipped) / 2
-        return probabilities
+        return class_probabilities(model, images, self.flip, self.device, self.amp, self.amp_dtype)
 
     @torch.no_grad()
     def predict(

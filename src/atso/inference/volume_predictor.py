@@ -15,7 +15,7 @@ from atso.data.slicing import slice_volume, stack_slices
 from atso.data.volume_slices import prepare_image, resize_slices
 from atso.data.volumes import read_volume
 from atso.inference.fusion import average_probabilities, majority_vote
-from atso.inference.predictor import Prediction
+from atso.inference.predictor import Prediction, class_probabilities
 from atso.models.views import ViewNetworks
 
 
@@ -50,14 +50,6 @@ class VolumePredictor:
         self.quiet = quiet
 
     @torch.no_grad()
-    def _softmax(self, network: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            probabilities = network(images).float().softmax(dim=1)
-            if self.flip:
-                probabilities = (probabilities + network(images.flip(-1)).float().softmax(dim=1).flip(-1)) / 2
-        return probabilities
-
-    @torch.no_grad()
     def view_probabilities(self, network: torch.nn.Module, data: np.ndarray, view: str) -> np.ndarray:
         """``K x X x Y x Z`` class probabilities of one view's network on a prepared volume."""
         slices = torch.from_numpy(slice_volume(data, view, self.settings.context))
@@ -65,7 +57,7 @@ class VolumePredictor:
         outputs = []
         for start in range(0, len(slices), self.batch_size):
             batch = resize_slices(slices[start : start + self.batch_size], self.input_size).to(self.device)
-            probabilities = self._softmax(network, batch)
+            probabilities = class_probabilities(network, batch, self.flip, self.device, self.amp, self.amp_dtype)
             outputs.append(resize_slices(probabilities, size).clamp_(0, 1).cpu())
         return stack_slices(torch.cat(outputs).numpy(), view, data.shape)
 
