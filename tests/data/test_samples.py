@@ -207,3 +207,10 @@ def test_excluded_images_need_no_mask(tmp_path):
     listing = tmp_path / "train.txt"
     listing.write_text("images/a.png masks/a.png\nimages/unlabeled_1.png\n")
     assert [s.id for s in list_samples(SourceConfig(list=listing, exclude=["unlabeled"]))] == ["a"]
+
+
+def test_list_file_ids_drop_the_whole_nifti_suffix(tmp_path):
+    from atso.data.samples import read_list_file
+
+    (tmp_path / "list.txt").write_text("a/case_1.nii.gz b/case_1.nii.gz\nc/case_2.nii\nd/frame.png\n")
+    assert [s.id for s in read_list_file(tmp_path / "list.txt")] == ["case_1", "case_2", "frame"]

@@ -115,7 +115,7 @@ def read_list_file(path: Path, base_dir: Path | None = None) -> list[Sample]:
         mask = None
         if len(parts) == 2:
             mask = Path(parts[1]) if Path(parts[1]).is_absolute() else base_dir / parts[1]
-        samples.append(Sample(image.stem, image, mask))
+        samples.append(Sample(file_id(image), image, mask))
     return samples
 
 

@@ -9,9 +9,8 @@ The colours are the paper's (Figures 1 and 2), taken over the non-background cla
 
 Pixels the truth ignores keep the image's own colour.
 
-Only 2D images are handled for now. Volumes plug in at two functions: :func:`score_cases` (one mIoU per
-case, whatever a case is) and :func:`draw_case` (the tiles shown for a case: a volume would pick the
-slice where the models differ most and pass that slice to :func:`error_overlay`).
+Volumes are scored by foreground DSC per volume, and drawn on the axial slice where the truth and the
+two models together show most foreground (the scan's intensities, windowed to their 1st-99th percentile).
 """
 
 from __future__ import annotations
@@ -27,7 +26,12 @@ from atso.data.description import DatasetDescription
 from atso.data.images import read_image, read_mask
 from atso.data.samples import Sample
 from atso.evaluation.metrics import SegmentationScores
+from atso.config import VolumeConfig
+from atso.data.volumes import read_label_volume, read_volume
+from atso.evaluation.volume_metrics import VolumeScores
 from atso.inference.predictor import Predictor
+from atso.inference.volume_predictor import VolumePredictor
+from atso.models.views import ViewNetworks
 
 YELLOW = (255, 220, 0)
 RED = (230, 30, 30)
@@ -85,17 +89,47 @@ def error_overlay(
 def score_cases(
     predictor: Predictor, samples: list[Sample], groups: dict[str, list[str]], description: DatasetDescription
 ) -> dict[str, dict[str, float]]:
-    """Per-case mIoU of each group of models on samples with masks (cases with no scored pixel are left out)."""
-    scores = {group: SegmentationScores(description.classes, description.ignore_index) for group in groups}
+    """Per-case mIoU (volumes: foreground DSC) of each group of models on samples with masks.
+
+    Cases with nothing scored are left out.
+    """
+    volumes = isinstance(predictor, VolumePredictor)
+    score_type = VolumeScores if volumes else SegmentationScores
+    scores = {group: score_type(description.classes, description.ignore_index) for group in groups}
     for sample, predictions in predictor.predict(samples, groups, desc="report: scoring test cases"):
         shape = next(iter(predictions.values())).labels.shape
-        truth = read_mask(sample.mask, description, expected_size=shape)  # type: ignore[arg-type]
+        truth = _read_truth(sample, description, shape)
         for group, prediction in predictions.items():
-            scores[group].add_case(prediction.labels, truth, sample.id)
+            if volumes:
+                scores[group].add_volume(prediction.labels, truth, sample.id)
+            else:
+                scores[group].add_case(prediction.labels, truth, sample.id)
+    key = "dice" if volumes else "miou"
     return {
-        group: {case["case_id"]: case["miou"] for case in s.summary()["cases"] if case["miou"] is not None}
+        group: {case["case_id"]: case[key] for case in s.summary()["cases"] if case[key] is not None}
         for group, s in scores.items()
     }
+
+
+def _read_truth(sample: Sample, description: DatasetDescription, shape: tuple[int, ...]) -> np.ndarray:
+    if len(shape) == 3:
+        return read_label_volume(sample.mask, description, shape).data  # type: ignore[arg-type]
+    return read_mask(sample.mask, description, expected_size=shape)  # type: ignore[arg-type]
+
+
+def _volume_slice(sample: Sample, predictions: dict[str, np.ndarray], description: DatasetDescription):
+    """The axial slice (image as grey RGB, truth, predictions) where the foreground is largest."""
+    volume = read_volume(sample.image)
+    truth = read_label_volume(sample.mask, description, volume.shape).data  # type: ignore[arg-type]
+    background = background_class(description)
+    foreground = truth != (background if background is not None else -1)
+    for labels in predictions.values():
+        foreground = foreground | (labels != (background if background is not None else -1))
+    z = int(np.argmax(foreground.sum(axis=(0, 1))))
+    image = volume.data[:, :, z]
+    low, high = np.percentile(image, [1, 99])
+    grey = np.clip((image - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2), truth[:, :, z], {n: p[:, :, z] for n, p in predictions.items()}
 
 
 def draw_case(
@@ -106,8 +140,12 @@ def draw_case(
     min_side: int = 160,
 ) -> dict[str, np.ndarray]:
     """The image and one error overlay per prediction, scaled to ``min_side``..``max_side`` pixels wide or high."""
-    image = read_image(sample.image)
-    truth = read_mask(sample.mask, description, expected_size=image.shape[:2])  # type: ignore[arg-type]
+    first = next(iter(predictions.values()))
+    if first.ndim == 3:
+        image, truth, predictions = _volume_slice(sample, predictions, description)
+    else:
+        image = read_image(sample.image)
+        truth = read_mask(sample.mask, description, expected_size=image.shape[:2])  # type: ignore[arg-type]
     background = background_class(description)
     tiles = {"image": image}
     for name, labels in predictions.items():
@@ -163,16 +201,18 @@ def compare_cases(
     for paths in after_models.values():
         for path in paths:
             names.setdefault(path, f"model-{len(names)}")
-    models = {name: load_model(path, device)[0] for path, name in names.items()}
+    loaded = {name: load_model(path, device) for path, name in names.items()}
+    models = {name: model for name, (model, _) in loaded.items()}
     groups = {BEFORE: [BEFORE]}
     groups.update({strategy: [names[p] for p in paths] for strategy, paths in after_models.items()})
-    predictor = Predictor(
-        models,
-        predictor_options["input_size"],
-        device,
-        batch_size=predictor_options.get("batch_size", 8),
-        quiet=predictor_options.get("quiet", False),
-    )
+    batch_size, quiet = predictor_options.get("batch_size", 8), predictor_options.get("quiet", False)
+    predictor: Predictor | VolumePredictor
+    if isinstance(models[BEFORE], ViewNetworks):
+        info = loaded[BEFORE][1]
+        settings = VolumeConfig(**info.extra["volume"])
+        predictor = VolumePredictor(models, settings, info.input_size, device, batch_size=batch_size, quiet=quiet)  # type: ignore[arg-type]
+    else:
+        predictor = Predictor(models, predictor_options["input_size"], device, batch_size=batch_size, quiet=quiet)
     per_case = score_cases(predictor, samples, groups, description)
     chosen: dict[str, dict[str, list[CaseChange]]] = {}
     for strategy in after_models:

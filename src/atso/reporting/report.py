@@ -165,7 +165,7 @@ def _blocks(
     blocks += _setup_blocks(directory, config)
     blocks += _accuracy_blocks(records, strategies, load_description(config.data.description).classes)
     blocks += _curve_blocks(records, strategies, plan.generations, log)
-    if cases and config.data.kind == "image":  # drawing volume cases (slices) is not done yet
+    if cases:
         blocks += _case_blocks(directory, config, plan, quiet)
     blocks += _time_blocks(plan, finished)
     return blocks
@@ -264,36 +264,40 @@ def _case_blocks(directory: RunDirectory, config: Config, plan: Plan, quiet: boo
             "quiet": quiet,
         },
     )
-    subset = f" ({len(scored)} of {len(samples)} test images, evenly spaced)" if len(scored) < len(samples) else ""
+    volumes = config.data.kind == "volume"
+    measure, case = ("DSC", "volume") if volumes else ("mIoU", "image")
+    subset = f" ({len(scored)} of {len(samples)} test {case}s, evenly spaced)" if len(scored) < len(samples) else ""
     blocks: list[Block] = [
         heading,
         Text(
-            "Per-image mIoU of M0 and of each strategy's final model on the test set"
-            f"{subset}; the two images that gained most and the two that lost most. Yellow: predicted class "
+            f"Per-{case} {measure} of M0 and of each strategy's final model on the test set"
+            f"{subset}; the two {case}s that gained most and the two that lost most"
+            + (" (volumes drawn on the axial slice with the most foreground)" if volumes else "")
+            + ". Yellow: predicted class "
             "equals the truth; red: truth missed (another class or background predicted); green: a class "
             "predicted on background (only for datasets with a 'background' class). Ignored pixels are not painted."
         ),
     ]
     for strategy, picks in changes.items():
         label = " + ".join(finals[strategy])
-        rows: list[list[Cell]] = [["Case (mIoU change)", "Image", "M0", f"{strategy} final"]]
+        rows: list[list[Cell]] = [[f"Case ({measure} change)", "Image", "M0", f"{strategy} final"]]
         for direction, picked in picks.items():
             for change in picked:
-                rows.append(_case_row(strategy, direction, change))
+                rows.append(_case_row(strategy, direction, change, measure))
         blocks += [Heading(f"{strategy}: M0 -> {label}", 3), Table(rows, "cases", text_columns=4)]
     return blocks
 
 
-def _case_row(strategy: str, direction: str, change: CaseChange) -> list[Cell]:
+def _case_row(strategy: str, direction: str, change: CaseChange, measure: str = "mIoU") -> list[Cell]:
     stem = _safe(change.case_id)
     tiles = change.tiles
     return [
         f"{'best' if direction == 'gained' else 'worst'}: {change.case_id} ({100 * change.gain:+.2f})",
         Figure(f"cases/{stem}.png", _png(tiles["image"]), change.case_id),
         Figure(f"cases/{stem}-m0.png", _png(tiles["before"]), f"M0 on {change.case_id}",
-               f"mIoU {100 * change.before:.2f}"),
+               f"{measure} {100 * change.before:.2f}"),
         Figure(f"cases/{stem}-{_safe(strategy)}.png", _png(tiles["after"]), f"{strategy} on {change.case_id}",
-               f"mIoU {100 * change.after:.2f}"),
+               f"{measure} {100 * change.after:.2f}"),
     ]
 
 
