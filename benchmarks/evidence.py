@@ -181,14 +181,35 @@ def summarise_seed(records: list[dict[str, Any]], full_records: list[dict[str, A
         if output is not last and last is not None:
             result[f"{strategy}-students"] = last.get(test_key)
         result[f"{strategy}-agreement"] = output.get("agreement_with_m0_mean")
+        if metric == "dice" and output:
+            result.setdefault("volumes", {})[strategy] = _volume_scores(output)
+    if metric == "dice":
+        result.setdefault("volumes", {})["supervised"] = _volume_scores(shared)
     if full_records:
         result["full"] = next(r for r in full_records if r["strategy"] == "shared").get(test_key)
+        if metric == "dice":
+            result["volumes"]["full"] = _volume_scores(next(r for r in full_records if r["strategy"] == "shared"))
         gap = (result["full"] or 0) - (result["supervised"] or 0)
         result["gap_closure"] = {
             s: (result[s] - result["supervised"]) / gap if gap > 0 and result[s] is not None else None
             for s in _rows(strategies, result)
         }
     return result
+
+
+def _volume_scores(record: dict[str, Any]) -> dict[str, Any]:
+    """DSC per test volume and global DSC of a record's model(s) (the mean over several students)."""
+    models = [group for group in record["test"] if group != "ensemble"]
+    cases: dict[str, list[float]] = {}
+    for model in models:
+        for case in record["test"][model]["cases"]:
+            if case["dice"] is not None:
+                cases.setdefault(case["case_id"], []).append(case["dice"])
+    return {
+        "cases": {case: statistics.fmean(values) for case, values in sorted(cases.items())},
+        "global_dice": statistics.fmean(record["test"][m]["global_dice"] for m in models),
+        "mean_case_dice": statistics.fmean(record["test"][m]["mean_case_dice"] for m in models),
+    }
 
 
 def _rows(strategies: list[str], result: dict[str, Any]) -> list[str]:
@@ -304,6 +325,17 @@ def render_markdown(summary: dict[str, Any], command: str, commit: str, wall: di
         "Agreement with M0 of each strategy's final model (%): "
         + ", ".join(f"{s} {_fmt(summary['agreement_with_m0_final'][s])}" for s in strategies),
     ]
+    first = summary["per_seed"][str(seeds[0])]
+    if "volumes" in first:
+        columns = sorted(first["volumes"], key=lambda c: (c != "supervised", c == "full"))
+        lines += ["", f"## Per test volume (DSC %, seed {seeds[0]})", "",
+                  "| volume | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+        for case in first["volumes"]["supervised"]["cases"]:
+            lines.append(f"| {case} | " + " | ".join(
+                f"{100 * first['volumes'][c]['cases'][case]:.2f}" if case in first["volumes"][c]["cases"] else "-" for c in columns
+            ) + " |")
+        for key, label in (("mean_case_dice", "mean over volumes"), ("global_dice", "global (all volumes merged)")):
+            lines.append(f"| {label} | " + " | ".join(f"{100 * first['volumes'][c][key]:.2f}" for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
