@@ -137,6 +137,11 @@ def _run(command: list[str], log: Path, run_dir: Path) -> float:
         handle.write(f"$ {' '.join(command)}\n")
         handle.flush()
         subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=REPOSITORY)
+    return _job_time(run_dir)
+
+
+def _job_time(run_dir: Path) -> float:
+    """Seconds the run's finished jobs took, over every session that worked on it."""
     jobs = json.loads((run_dir / "manifest.json").read_text())["jobs"]
     return sum(float(job.get("wall_seconds", 0.0)) for job in jobs.values())
 
@@ -348,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config override for every run (a variant of the recipe)")
     parser.add_argument("--no-full", action="store_true", help="skip the full-supervision bound")
+    parser.add_argument("--tables-only", action="store_true", help="run nothing: rebuild the tables from finished runs")
     args = parser.parse_args(argv)
     experiment = EXPERIMENTS[args.experiment]
     seeds = tuple(args.seeds or experiment.seeds)
@@ -362,16 +368,19 @@ def main(argv: list[str] | None = None) -> int:
         base = [*experiment.recipe, *seeded, *args.overrides]
         compare_dir, full_dir = out / f"seed{seed}" / "compare", out / f"seed{seed}" / "full"
         flags = [arg for override in base for arg in ("--set", override)]
-        wall[f"seed {seed} compare"] = _run([*atso, "compare", experiment.config, "--out", str(compare_dir), *flags], log, compare_dir)
+        command = [*atso, "compare", experiment.config, "--out", str(compare_dir), *flags]
+        wall[f"seed {seed} compare"] = _job_time(compare_dir) if args.tables_only else _run(command, log, compare_dir)
         full_records: list[dict[str, Any]] = []
         if experiment.full and not args.no_full:
             full_flags = flags + [arg for o in (*experiment.full, "teacher_student.strategy=supervised") for arg in ("--set", o)]
-            wall[f"seed {seed} full"] = _run([*atso, "run", experiment.config, "--out", str(full_dir), *full_flags], log, full_dir)
+            command = [*atso, "run", experiment.config, "--out", str(full_dir), *full_flags]
+            wall[f"seed {seed} full"] = _job_time(full_dir) if args.tables_only else _run(command, log, full_dir)
             full_records = _records(full_dir)
         per_seed[seed] = summarise_seed(_records(compare_dir), full_records)
         per_seed[seed]["run_commits"] = sorted({(d / "commit.txt").read_text().strip() for d in (compare_dir, full_dir) if (d / "commit.txt").is_file()})
     summary = aggregate(args.experiment, experiment if not args.no_full else Experiment(**{**experiment.__dict__, "full": None}), per_seed)
-    command = "python benchmarks/evidence.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--tables-only"]
+    command = "python benchmarks/evidence.py " + " ".join(shown)
     commit = _git_commit()
     summary.update({"command": command, "commit": commit, "wall_seconds": wall})
     markdown = render_markdown(summary, command, commit, wall)

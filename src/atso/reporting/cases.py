@@ -182,6 +182,7 @@ def compare_cases(
     description: DatasetDescription,
     predictor_options: dict,
     count: int = 2,
+    per_case: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, dict[str, list[CaseChange]]]:
     """For each strategy, the ``count`` cases that gained most and lost most from M0 to its final model.
 
@@ -192,6 +193,8 @@ def compare_cases(
         description: the label space.
         predictor_options: ``device``, ``input_size`` and optionally ``batch_size``, ``quiet``.
         count: cases shown per direction.
+        per_case: each group's score per case when already known (``BEFORE`` and each strategy);
+            then only the cases shown are predicted.
 
     Returns:
         strategy -> ``{"gained": [...], "lost": [...]}``, largest change first, with tiles drawn.
@@ -213,7 +216,8 @@ def compare_cases(
         predictor = VolumePredictor(models, settings, info.input_size, device, batch_size=batch_size, quiet=quiet)  # type: ignore[arg-type]
     else:
         predictor = Predictor(models, predictor_options["input_size"], device, batch_size=batch_size, quiet=quiet)
-    per_case = score_cases(predictor, samples, groups, description)
+    if per_case is None:
+        per_case = score_cases(predictor, samples, groups, description)
     chosen: dict[str, dict[str, list[CaseChange]]] = {}
     for strategy in after_models:
         common = [c for c in per_case[BEFORE] if c in per_case[strategy]]

@@ -23,7 +23,7 @@ from atso.config import Config
 from atso.data.description import load_description
 from atso.data.samples import read_list_file
 from atso.errors import AtsoError
-from atso.reporting.cases import CaseChange, compare_cases, evenly_spaced
+from atso.reporting.cases import BEFORE, CaseChange, compare_cases, evenly_spaced
 from atso.reporting.figures import INSTALL_HINT, generation_curves, matplotlib_available
 from atso.reporting.tables import classwise_rows, diagnostics_rows, generation_rows, headline_metric
 from atso.running.run_dir import RunDirectory
@@ -166,7 +166,7 @@ def _blocks(
     blocks += _accuracy_blocks(records, strategies, load_description(config.data.description).classes)
     blocks += _curve_blocks(records, strategies, plan.generations, log)
     if cases:
-        blocks += _case_blocks(directory, config, plan, quiet)
+        blocks += _case_blocks(directory, config, plan, quiet, records)
     blocks += _time_blocks(plan, finished)
     return blocks
 
@@ -234,7 +234,28 @@ def _curve_blocks(records: list[dict[str, Any]], strategies: list[str], generati
     return blocks + [Figure("curves.png", png, "@R, @E and agreement with M0 per generation", caption)]
 
 
-def _case_blocks(directory: RunDirectory, config: Config, plan: Plan, quiet: bool) -> list[Block]:
+def _recorded_case_scores(records: list[dict[str, Any]], finals: dict[str, list[str]]) -> dict[str, dict[str, float]] | None:
+    """Per-volume DSC of M0 and each final model as the evaluation jobs recorded them (volumes: no re-scoring)."""
+    def cases(record: dict[str, Any], models: list[str]) -> dict[str, float] | None:
+        group = models[0] if len(models) == 1 else "ensemble"
+        summary = record.get("test", {}).get(group)
+        if summary is None or "cases" not in summary:
+            return None
+        return {case["case_id"]: case["dice"] for case in summary["cases"] if case.get("dice") is not None}
+
+    scores: dict[str, dict[str, float]] = {}
+    for record in records:
+        for strategy, models in [(BEFORE, [M0])] + list(finals.items()):
+            if strategy not in scores and set(models) <= set(record.get("test", {})):
+                found = cases(record, models)
+                if found is not None:
+                    scores[strategy] = found
+    return scores if len(scores) == len(finals) + 1 else None
+
+
+def _case_blocks(
+    directory: RunDirectory, config: Config, plan: Plan, quiet: bool, records: list[dict[str, Any]] | None = None
+) -> list[Block]:
     heading = Heading("Test cases that changed most")
     finished = directory.finished_jobs()
     test_list = directory.splits / "test.txt"
@@ -263,6 +284,8 @@ def _case_blocks(directory: RunDirectory, config: Config, plan: Plan, quiet: boo
             "batch_size": config.evaluation.batch_size,
             "quiet": quiet,
         },
+        # Volumes are slow to predict: rank them by the DSC their evaluation jobs recorded, draw only the picks.
+        per_case=_recorded_case_scores(records or [], finals) if config.data.kind == "volume" else None,
     )
     volumes = config.data.kind == "volume"
     measure, case = ("DSC", "volume") if volumes else ("mIoU", "image")
