@@ -30,6 +30,7 @@ import json
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,14 +142,24 @@ def _run(command: list[str], log: Path, run_dir: Path) -> float:
 
 
 def _job_time(run_dir: Path) -> float:
-    """Seconds the run's finished jobs took, over every session that worked on it."""
-    jobs = json.loads((run_dir / "manifest.json").read_text())["jobs"]
+    """Seconds the run's finished jobs took, over every session that worked on it (0 before it started)."""
+    manifest = run_dir / "manifest.json"
+    jobs = json.loads(manifest.read_text())["jobs"] if manifest.is_file() else {}
     return sum(float(job.get("wall_seconds", 0.0)) for job in jobs.values())
 
 
 def _records(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    """The records of a run's finished evaluation jobs (read job by job: a run in progress has no metrics.jsonl yet)."""
+    manifest = run_dir / "manifest.json"
+    if not manifest.is_file():
+        return []
+    jobs = json.loads(manifest.read_text())["jobs"]
+    records = []
+    for job_id in sorted(jobs, key=lambda j: jobs[j]["finished_at"]):
+        path = run_dir / jobs[job_id]["outputs"].get("metrics", "")
+        if path.is_file() and path.name == "metrics.json":
+            records.append(json.loads(path.read_text()))
+    return records
 
 
 def _metric(records: list[dict[str, Any]]) -> str:
@@ -159,7 +170,9 @@ def summarise_seed(records: list[dict[str, Any]], full_records: list[dict[str, A
     """One seed's headline numbers: M0, each strategy's final model, the full bound, per-generation curves."""
     metric = _metric(records)
     test_key, reference_key = f"test_{metric}", f"reference_{metric}"
-    shared = next(r for r in records if r["strategy"] == "shared")
+    shared = next((r for r in records if r["strategy"] == "shared"), None)
+    if shared is None:
+        raise SystemExit("no finished evaluation yet: run the experiment first")
     strategies = list(dict.fromkeys(r["strategy"] for r in records if r["strategy"] != "shared"))
     result: dict[str, Any] = {"metric": metric, "supervised": shared.get(test_key), "generations": {}, "strategies": strategies}
     for strategy in strategies:
@@ -190,7 +203,7 @@ def summarise_seed(records: list[dict[str, Any]], full_records: list[dict[str, A
             result.setdefault("volumes", {})[strategy] = _volume_scores(output)
     if metric == "dice":
         result.setdefault("volumes", {})["supervised"] = _volume_scores(shared)
-    if full_records:
+    if any(r["strategy"] == "shared" for r in full_records):
         result["full"] = next(r for r in full_records if r["strategy"] == "shared").get(test_key)
         if metric == "dice":
             result["volumes"]["full"] = _volume_scores(next(r for r in full_records if r["strategy"] == "shared"))
@@ -241,11 +254,11 @@ def aggregate(name: str, experiment: Experiment, seeds: dict[int, dict[str, Any]
     }
     if experiment.full:
         summary["gap_closure"] = {
-            s: _mean_std([seed["gap_closure"][s] for seed in per_seed]) for s in _rows(strategies, per_seed[0])
+            s: _mean_std([seed.get("gap_closure", {}).get(s) for seed in per_seed]) for s in _rows(strategies, per_seed[0])
         }
     curves: dict[str, list[dict[str, Any]]] = {}
     for strategy in strategies:
-        length = min(len(s["generations"][strategy]) for s in per_seed)
+        length = min(len(s["generations"].get(strategy, [])) for s in per_seed)
         curves[strategy] = [
             {
                 "generation": g,
@@ -353,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config override for every run (a variant of the recipe)")
     parser.add_argument("--no-full", action="store_true", help="skip the full-supervision bound")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run at once (give each OMP_NUM_THREADS cores)")
     parser.add_argument("--tables-only", action="store_true", help="run nothing: rebuild the tables from finished runs")
     args = parser.parse_args(argv)
     experiment = EXPERIMENTS[args.experiment]
@@ -363,21 +377,27 @@ def main(argv: list[str] | None = None) -> int:
     atso = [sys.executable, "-m", "atso"]
     wall: dict[str, float] = {}
     per_seed: dict[int, dict[str, Any]] = {}
-    for seed in seeds:
+    def run_seed(seed: int) -> tuple[dict[str, float], dict[str, Any]]:
+        """One seed's compare and full-supervision runs; their job times and summary."""
         seeded = [f"{key}={seed}" for key in experiment.seed_keys]
-        base = [*experiment.recipe, *seeded, *args.overrides]
+        flags = [arg for override in (*experiment.recipe, *seeded, *args.overrides) for arg in ("--set", override)]
         compare_dir, full_dir = out / f"seed{seed}" / "compare", out / f"seed{seed}" / "full"
-        flags = [arg for override in base for arg in ("--set", override)]
-        command = [*atso, "compare", experiment.config, "--out", str(compare_dir), *flags]
-        wall[f"seed {seed} compare"] = _job_time(compare_dir) if args.tables_only else _run(command, log, compare_dir)
-        full_records: list[dict[str, Any]] = []
+        runs = [("compare", compare_dir, [*atso, "compare", experiment.config, "--out", str(compare_dir), *flags])]
         if experiment.full and not args.no_full:
             full_flags = flags + [arg for o in (*experiment.full, "teacher_student.strategy=supervised") for arg in ("--set", o)]
-            command = [*atso, "run", experiment.config, "--out", str(full_dir), *full_flags]
-            wall[f"seed {seed} full"] = _job_time(full_dir) if args.tables_only else _run(command, log, full_dir)
-            full_records = _records(full_dir)
-        per_seed[seed] = summarise_seed(_records(compare_dir), full_records)
-        per_seed[seed]["run_commits"] = sorted({(d / "commit.txt").read_text().strip() for d in (compare_dir, full_dir) if (d / "commit.txt").is_file()})
+            runs.append(("full", full_dir, [*atso, "run", experiment.config, "--out", str(full_dir), *full_flags]))
+        times = {}
+        for name, run_dir, command in runs:
+            times[f"seed {seed} {name}"] = _job_time(run_dir) if args.tables_only else _run(command, log, run_dir)
+        summary = summarise_seed(_records(compare_dir), _records(full_dir) if len(runs) > 1 else [])
+        summary["run_commits"] = sorted({(d / "commit.txt").read_text().strip() for _, d, _ in runs if (d / "commit.txt").is_file()})
+        return times, summary
+
+    # Seeds are independent runs: --jobs 2 runs two at once (one thread each on a 2-core machine).
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for seed, (times, summary) in zip(seeds, pool.map(run_seed, seeds)):
+            wall.update(times)
+            per_seed[seed] = summary
     summary = aggregate(args.experiment, experiment if not args.no_full else Experiment(**{**experiment.__dict__, "full": None}), per_seed)
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--tables-only"]
     command = "python benchmarks/evidence.py " + " ".join(shown)
