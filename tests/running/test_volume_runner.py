@@ -167,3 +167,11 @@ def test_bad_volumes_fail_before_training_with_one_line(tmp_path, capsys, damage
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and str(target) in error[0] and message in error[0]
     assert not out.exists()
+
+
+def test_options_for_images_only_are_refused_for_volumes(tmp_path, capsys):
+    root = write_volume_dataset(tmp_path / "blobs", 10)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tiny_volume_config(root, train={"mix": "cutmix"})))
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "train.mix: cutmix" in capsys.readouterr().err
