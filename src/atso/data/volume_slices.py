@@ -49,10 +49,12 @@ def resize_slices(slices: torch.Tensor, size: tuple[int, int], labels: bool = Fa
     return F.interpolate(slices, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def read_pseudo_label_volume(path: Path, num_classes: int, ignore_index: int, shape: tuple[int, int, int]) -> np.ndarray:
-    """A fused pseudo-label volume written by atso, checked against its scan's grid and the classes."""
+def read_pseudo_label_volume(
+    path: Path, num_classes: int, ignore_index: int, shape: tuple[int, int, int] | None = None
+) -> np.ndarray:
+    """A fused pseudo-label volume written by atso, checked against the classes and, given its scan's shape, its grid."""
     volume = read_volume(path, kind="label")
-    if volume.shape != tuple(shape):
+    if shape is not None and volume.shape != tuple(shape):
         raise AtsoError(f"{path}: pseudo-label is {volume.shape}, its scan {shape}; delete it so it is labeled again")
     return _check_labels(path, volume.data, num_classes, ignore_index, "delete it so it is labeled again")
 

@@ -20,7 +20,7 @@ from atso.data.samples import Sample, read_list_file, write_list_file
 from atso.data.splits import Split, build_split
 from atso.data.transforms import Augmentation
 from atso.data.volume_slices import SliceAugmentation, SliceTrainingDataset, VolumePair, read_pseudo_label_volume
-from atso.data.volumes import read_label_volume, read_volume
+from atso.data.volumes import read_label_volume
 from atso.errors import AtsoError
 from atso.evaluation.metrics import SegmentationScores, mean_of_defined
 from atso.evaluation.volume_metrics import VolumeScores
@@ -522,8 +522,10 @@ class Runner:
         changed = compared = 0
         scored = False
         for sample in self.split.reference:
-            shape = read_volume(sample.image).shape
-            labels = read_pseudo_label_volume(labels_dir / f"{sample.id}{self.label_suffix}", len(names), ignore, shape)
+            # The labels were written on the scan's grid, and preflight checked the truth against the scan:
+            # their shape stands for the scan's, which spares decoding every reference scan again here.
+            labels = read_pseudo_label_volume(labels_dir / f"{sample.id}{self.label_suffix}", len(names), ignore)
+            shape = labels.shape
             if sample.mask is not None:
                 truth = read_label_volume(sample.mask, self.mask_description(sample), shape).data.copy()
                 truth[labels == ignore] = ignore
