@@ -153,5 +153,6 @@ def test_label_flip_is_for_teachers_only(tiny_dataset, tmp_path):
         ))
         runner = Runner(config, RunDirectory(tmp_path / "run"), build_plan("atso", 1, 2), log=lambda line: None)
         model = {"m": torch.nn.Conv2d(3, 3, 1)}
-        assert runner._predictor(model, labeling=True).flip == (label_flip or evaluation_flip)
-        assert runner._predictor(model).flip == evaluation_flip
+        assert runner.predictor(model, labeling=True).flip == (label_flip or evaluation_flip)
+        assert runner.predictor(model).flip == evaluation_flip
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zlib
 from typing import Iterator
 
 import torch
@@ -67,3 +68,8 @@ def deterministic_algorithms(enabled: bool, job: str = "atso") -> Iterator[None]
 def is_nondeterministic_error(error: BaseException) -> bool:
     """Whether ``error`` is PyTorch refusing an operation that has no deterministic kernel."""
     return isinstance(error, RuntimeError) and "does not have a deterministic implementation" in str(error)
+
+
+def job_seed(base_seed: int, job_id: str) -> int:
+    """A per-job seed: students of one generation differ, reruns agree."""
+    return (base_seed * 1_000_003 + zlib.crc32(job_id.encode())) % (2**31)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -19,33 +18,25 @@ from atso.data.images import read_label_map, read_mask
 from atso.data.samples import Sample, read_list_file, write_list_file
 from atso.data.splits import Split, build_split
 from atso.data.transforms import Augmentation
-from atso.data.volume_slices import SliceAugmentation, SliceTrainingDataset, VolumePair, read_pseudo_label_volume
-from atso.data.volumes import read_label_volume
 from atso.errors import AtsoError
 from atso.evaluation.metrics import SegmentationScores, mean_of_defined
-from atso.evaluation.volume_metrics import VolumeScores
 from atso.inference.labeler import label_samples
 from atso.inference.predictor import Predictor
 from atso.inference.volume_predictor import VolumePredictor
 from atso.models import build_model
-from atso.models.views import ViewNetworks, build_view_networks
+from atso.models.views import build_view_networks
 from atso.reporting.tensorboard import TensorBoardLog
-from atso.running import distributed
-from atso.running.determinism import deterministic_algorithms
+from atso.running import distributed, volume_jobs
+from atso.running.determinism import deterministic_algorithms, job_seed
 from atso.running.faults import maybe_crash
 from atso.running.run_dir import RunDirectory
 from atso.running.scheduler import run_parallel, worker_devices
-from atso.storage import atomic_save_torch, atomic_write_json, atomic_write_text, make_folder, read_json
+from atso.storage import atomic_write_json, atomic_write_text, make_folder, read_json
 from atso.strategies.plan import M0, EvaluateJob, Job, LabelJob, Plan, TrainJob
 from atso.training.losses import segmentation_loss
 from atso.training.trainer import TrainingSettings, resolve_device, train
 
 Log = Callable[[str], None]
-
-
-def job_seed(base_seed: int, job_id: str) -> int:
-    """A per-job seed: students of one generation differ, reruns agree."""
-    return (base_seed * 1_000_003 + zlib.crc32(job_id.encode())) % (2**31)
 
 
 @dataclass
@@ -67,7 +58,7 @@ class Runner:
         self.label_suffix = ".nii.gz" if self.is_volume else ".png"
         self._split: Split | None = None
         self._label_spaces: dict[str, DatasetDescription] = {}
-        self._m0_test_labels: dict[str, np.ndarray] = {}
+        self.m0_test_labels: dict[str, np.ndarray] = {}  # M0's test predictions, kept per process for volumes
         # Built up front, so a missing tensorboard package fails before any training starts.
         wanted = self.config.runtime.tensorboard and distributed.is_main()
         self.tensorboard = TensorBoardLog(self.run_dir.tensorboard_dir) if wanted else None
@@ -135,7 +126,7 @@ class Runner:
             else:
                 write_list_file(path, samples)
 
-    def _model_info(self, extra: dict[str, Any]) -> ModelInfo:
+    def model_info(self, extra: dict[str, Any]) -> ModelInfo:
         if self.is_volume:  # how to cut and fuse, so a model file predicts volumes on its own
             extra = {**extra, "volume": self.config.data.volume.model_dump(mode="json")}
         return ModelInfo(
@@ -213,7 +204,7 @@ class Runner:
     def train(self, job: TrainJob) -> dict[str, Any]:
         """Train one model: from scratch or ``job.init``, on S plus the job's pseudo-labeled folds."""
         if self.is_volume:
-            return self.train_volume_model(job)
+            return volume_jobs.train_volume_model(self, job)
         config = self.config
         pairs = [
             TrainingPair(s.id, s.image, s.mask, False, mask_description=self.mask_description(s))  # type: ignore[arg-type]
@@ -264,7 +255,7 @@ class Runner:
             save_model(
                 self.run_dir.model_path(job.id),
                 model,
-                self._model_info({"job": job.id, "init": job.init, "pseudo": [list(p) for p in job.pseudo]}),
+                self.model_info({"job": job.id, "init": job.init, "pseudo": [list(p) for p in job.pseudo]}),
             )
             state_path.unlink(missing_ok=True)
         return {
@@ -297,77 +288,10 @@ class Runner:
             quiet=config.runtime.quiet,
         )
 
-    def train_volume_model(self, job: TrainJob) -> dict[str, Any]:
-        """Train a volume model: each view's network on the slices of S and of the job's fused pseudo-labels.
-
-        A network that finished is kept as ``network-<view>.pt`` in the job's folder until the model file
-        is written, so a run killed while training the next view resumes without redoing it.
-        """
-        config = self.config
-        pairs = [
-            VolumePair(s.id, s.image, s.mask, False, self.mask_description(s))  # type: ignore[arg-type]
-            for s in self.split.labeled
-        ]
-        for fold, labeling in job.pseudo:
-            labels = self.run_dir.labels_dir(labeling)
-            for sample in self.split.reference_folds[fold - 1]:
-                pairs.append(VolumePair(sample.id, sample.image, labels / f"{sample.id}{self.label_suffix}", True))
-        seed = job_seed(config.train.seed, job.id)
-        torch.manual_seed(seed)
-        model = self.build_network()
-        assert isinstance(model, ViewNetworks)
-        if job.init is not None:
-            model.load_state_dict(load_weights(self.run_dir.model_path(job.init)))
-        settings = self.training_settings(job)
-        job_dir = self.run_dir.job_dir(job.id)
-        make_folder(job_dir)
-        losses: list[float] = []
-        slices = 0
-        started = time.perf_counter()
-        for key in model.keys():
-            network, finished = model.networks[key], job_dir / f"network-{key}.pt"
-            if finished.is_file():
-                network.load_state_dict(torch.load(finished, map_location="cpu", weights_only=True))
-                continue
-            network_seed = job_seed(seed, key)
-            torch.manual_seed(network_seed)
-            dataset = SliceTrainingDataset(
-                pairs, self.description, config.data.volume, model.views_of(key), config.data.input_size,
-                SliceAugmentation(config.train.scale_range, config.train.hflip, self.description.ignore_index),
-                batch_size=config.train.batch_size, seed=network_seed, labeled_share=config.train.labeled_share,
-            )
-            slices += len(dataset)
-            name = f"{job.id}[{key}]"
-            with self.tensorboard.training(name) if self.tensorboard else contextlib.nullcontext() as on_log:
-                losses += train(
-                    network, dataset, settings, job_dir / f"state-{key}.pt", name,
-                    fault_point=f"train:{job.id}:{key}", metadata={"config": config.to_dict()}, on_log=on_log,
-                )
-            if distributed.is_main():
-                atomic_save_torch(finished, {k: v.detach().cpu() for k, v in network.state_dict().items()})
-                (job_dir / f"state-{key}.pt").unlink(missing_ok=True)
-            distributed.barrier()
-        if distributed.is_main():
-            save_model(
-                self.run_dir.model_path(job.id),
-                model,
-                self._model_info({"job": job.id, "init": job.init, "pseudo": [list(p) for p in job.pseudo]}),
-            )
-            for key in model.keys():
-                (job_dir / f"network-{key}.pt").unlink(missing_ok=True)
-        return {
-            "model": str(self.run_dir.model_path(job.id).relative_to(self.run_dir.path)),
-            "training_pairs": len(pairs),
-            "training_slices": slices,
-            "iterations": settings.iterations,
-            "final_loss": losses[-1] if losses else None,
-            "seconds_training": round(time.perf_counter() - started, 1),
-        }
-
-    def _load_models(self, job_ids: list[str]) -> dict[str, torch.nn.Module]:
+    def load_models(self, job_ids: list[str]) -> dict[str, torch.nn.Module]:
         return {job_id: load_model(self.run_dir.model_path(job_id), self.device)[0] for job_id in job_ids}
 
-    def _predictor(self, models: dict[str, torch.nn.Module], labeling: bool = False) -> Predictor | VolumePredictor:
+    def predictor(self, models: dict[str, torch.nn.Module], labeling: bool = False) -> Predictor | VolumePredictor:
         """A predictor for scoring, or for ``labeling`` (which may add a flip of its own: a better teacher)."""
         flip = self.config.evaluation.flip or (labeling and self.config.teacher_student.label_flip)
         if self.is_volume:
@@ -397,7 +321,7 @@ class Runner:
 
     def label(self, job: LabelJob) -> dict[str, Any]:
         """Pseudo-label each reference fold with the teachers the plan names for it."""
-        predictor = self._predictor(self._load_models(list(job.inputs)), labeling=True)
+        predictor = self.predictor(self.load_models(list(job.inputs)), labeling=True)
         out_dir = self.run_dir.labels_dir(job.id)
         coarse = job.granularity == "super"
         if coarse and self.is_volume:
@@ -408,13 +332,12 @@ class Runner:
             )
         space = self.description.superclass_description() if coarse else self.description
         palette = space.color_palette()
-        kept = []
         if not self.split.reference:  # everything labeled (a full-supervision bound): nothing to pseudo-label
             return {"labels": str(out_dir.relative_to(self.run_dir.path)), "samples": 0}
         for fold, teachers in job.teachers:
             # Under torchrun each rank labels its share; the files are per sample, so they merge by name.
             samples = distributed.shard([s.without_mask() for s in self.split.reference_folds[fold - 1]])
-            stats = label_samples(
+            label_samples(
                 predictor,
                 samples,
                 list(teachers),
@@ -427,7 +350,6 @@ class Runner:
                 superclass_table=self.superclass_table if coarse else None,
                 suffix=self.label_suffix,
             )
-            kept.append(stats["kept_fraction"])
         return {"labels": str(out_dir.relative_to(self.run_dir.path)), "samples": len(self.split.reference)}
 
     def evaluate(self, job: EvaluateJob) -> dict[str, Any]:
@@ -435,13 +357,13 @@ class Runner:
         record: dict[str, Any] = {"job": job.id, "strategy": job.strategy, "generation": job.generation}
         names = self.description.classes
         if self.is_volume:
-            record.update(self._evaluate_volumes(job))
+            record.update(volume_jobs.evaluate_volumes(self, job))
         elif self.split.test:
             groups = {model: [model] for model in job.models}
             if len(job.models) > 1:
                 groups["ensemble"] = list(job.models)
             groups["__m0__"] = [M0]
-            predictor = self._predictor(self._load_models(sorted(set(job.models) | {M0})))
+            predictor = self.predictor(self.load_models(sorted(set(job.models) | {M0})))
             scores = {group: SegmentationScores(names, self.description.ignore_index) for group in groups}
             agreement = {group: SegmentationScores(names, 255) for group in groups if group != "__m0__"}
             coarse_names = list(self.description.superclasses or {})
@@ -482,75 +404,10 @@ class Runner:
                 "test_miou": record.get("test_miou"), "reference_miou": record.get("reference_miou"),
                 "test_dice": record.get("test_dice"), "reference_dice": record.get("reference_dice")}
 
-    def _evaluate_volumes(self, job: EvaluateJob) -> dict[str, Any]:
-        """Foreground DSC of the job's models on the test volumes (per case and global), and with M0."""
-        if not self.split.test:
-            return {"metric": "dice"}
-        groups = {model: [model] for model in job.models}
-        if len(job.models) > 1:
-            groups["ensemble"] = list(job.models)
-        # M0's test predictions serve every later evaluation of this process (agreement with M0):
-        # predicting volumes is the slow part of a run on CPUs.
-        cached = self._m0_test_labels
-        if M0 not in job.models and len(cached) < len(self.split.test):
-            groups["__m0__"] = [M0]
-        names = self.description.classes
-        predictor = self._predictor(self._load_models(sorted({m for g in groups.values() for m in g})))
-        scores = {group: VolumeScores(names, self.description.ignore_index) for group in groups if group != "__m0__"}
-        agreement = {group: VolumeScores(names, 255) for group in scores}
-        for sample, predictions in predictor.predict(self.split.test, groups, desc=job.id):
-            m0 = predictions["__m0__" if "__m0__" in predictions else M0].labels if sample.id not in cached else cached[sample.id]
-            cached[sample.id] = m0
-            truth = read_label_volume(sample.mask, self.mask_description(sample), m0.shape).data  # type: ignore[arg-type]
-            for group, score in scores.items():
-                score.add_volume(predictions[group].labels, truth, sample.id)
-                agreement[group].add_volume(predictions[group].labels, m0, sample.id)
-        record: dict[str, Any] = {"metric": "dice", "test": {group: s.summary() for group, s in scores.items()}}
-        record["agreement_with_m0"] = {group: a.summary()["mean_case_dice"] for group, a in agreement.items()}
-        record["test_dice"] = mean_of_defined([record["test"][m]["mean_case_dice"] for m in job.models])
-        record["test_global_dice"] = mean_of_defined([record["test"][m]["global_dice"] for m in job.models])
-        record["agreement_with_m0_mean"] = mean_of_defined([record["agreement_with_m0"][m] for m in job.models])
-        if len(job.models) > 1:
-            record["test_ensemble_dice"] = record["test"]["ensemble"]["mean_case_dice"]
-        return record
-
-    def _score_volume_labeling(self, labeling: str, previous: str | None) -> dict[str, Any]:
-        """DSC of the fused pseudo-label volumes against R's truth (a diagnostic), and how many voxels changed."""
-        names, ignore = self.description.classes, self.description.ignore_index
-        scores = VolumeScores(names, ignore)
-        labels_dir = self.run_dir.labels_dir(labeling)
-        changed = compared = 0
-        scored = False
-        for sample in self.split.reference:
-            # The labels were written on the scan's grid, and preflight checked the truth against the scan:
-            # their shape stands for the scan's, which spares decoding every reference scan again here.
-            labels = read_pseudo_label_volume(labels_dir / f"{sample.id}{self.label_suffix}", len(names), ignore)
-            shape = labels.shape
-            if sample.mask is not None:
-                truth = read_label_volume(sample.mask, self.mask_description(sample), shape).data.copy()
-                truth[labels == ignore] = ignore
-                scores.add_volume(np.where(labels == ignore, 0, labels), truth, sample.id)
-                scored = True
-            if previous is not None:
-                before = read_pseudo_label_volume(
-                    self.run_dir.labels_dir(previous) / f"{sample.id}{self.label_suffix}", len(names), ignore, shape
-                )
-                changed += int((before != labels).sum())
-                compared += labels.size
-        result: dict[str, Any] = {"granularity": "full"}
-        if scored:
-            summary = scores.summary()
-            result["reference"] = summary
-            result["reference_dice"] = summary["mean_case_dice"]
-            result["reference_global_dice"] = summary["global_dice"]
-        if previous is not None and compared:
-            result["changed_fraction"] = changed / compared
-        return result
-
     def _score_labeling(self, labeling: str, previous: str | None) -> dict[str, Any]:
         """Pseudo-label accuracy against R's truth: a diagnostic that never feeds training."""
         if self.is_volume:
-            return self._score_volume_labeling(labeling, previous)
+            return volume_jobs.score_volume_labeling(self, labeling, previous)
         names = self.description.classes
         ignore = self.description.ignore_index
         coarse = self.granularity(labeling) == "super"
