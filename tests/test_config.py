@@ -176,6 +176,8 @@ def test_section_validators_report_their_rule():
         config_from_dict({"data": {"train": {"images": "/i", "masks": "/m"}, "labeled_count": 2, "labeled_fraction": 0.5}})
     with pytest.raises(AtsoError, match="'data.input_size'.*at least 16"):
         config_from_dict({"data": {"train": {"images": "/i", "masks": "/m"}, "input_size": [8, 32]}})
+    with pytest.raises(AtsoError, match="'teacher_student'.*confidence_threshold or class_balanced_keep"):
+        config_from_dict(_minimal(teacher_student={"confidence_threshold": 0.7, "class_balanced_keep": 0.5}))
 
 
 def test_missing_file_names_the_file(tmp_path):

@@ -167,6 +167,10 @@ class TeacherStudentConfig(_Section):
     generations: int = Field(default=3, ge=0)
     folds: int = Field(default=2, ge=2)
     confidence_threshold: float | None = Field(default=None, ge=0, le=1)
+    class_balanced_keep: float | None = Field(
+        default=None, gt=0, le=1,
+        description="keep each class's most confident share of pseudo-labeled pixels, ignore the rest (class-balanced)",
+    )
     label_flip: bool = Field(default=False, description="teachers label with the mean of the image and its mirror image")
     final_labels: Literal["cross", "last"] = Field(
         default="cross",
@@ -182,6 +186,12 @@ class TeacherStudentConfig(_Section):
     compare_pseudo_labels: list[Literal["full", "super"]] = Field(
         default_factory=lambda: ["full"], description="pseudo-label granularities 'atso compare' runs"
     )
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> "TeacherStudentConfig":
+        if self.confidence_threshold is not None and self.class_balanced_keep is not None:
+            raise ValueError("set confidence_threshold or class_balanced_keep, not both")
+        return self
 
 
 class EvaluationConfig(_Section):

@@ -1,4 +1,4 @@
-"""Prediction at the input size, resized back; ensembles average softmax; labels honour the threshold."""
+"""Prediction at the input size, resized back; ensembles average softmax."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from atso.data.images import read_label_map
 from atso.data.samples import Sample
-from atso.inference.labeler import label_samples
 from atso.inference.predictor import Predictor
 
 
@@ -55,22 +53,6 @@ def test_ensemble_is_the_mean_softmax(tmp_path):
     assert (predictions["ensemble"].labels == 1).all()
     assert np.allclose(predictions["ensemble"].confidence, mean.max().item(), atol=1e-6)
     assert (predictions["weak"].labels == 0).all()
-
-
-def test_labeler_writes_thresholded_labels_and_skips_finished_files(tmp_path):
-    samples = make_samples(tmp_path, [(10, 12), (10, 12)])
-    predictor = Predictor({"t": ConstantModel(1, margin=0.5)}, (10, 12), torch.device("cpu"))
-    out = tmp_path / "labels"
-    palette = [(0, 0, 0), (255, 0, 0), (0, 0, 255)]
-    confidence = torch.softmax(torch.tensor([0, 0.5, 0]), 0).max().item()
-    stats = label_samples(predictor, samples, ["t"], out, palette, 255, confidence_threshold=confidence + 0.01)
-    assert stats["labeled"] == 2 and stats["kept_fraction"] == 0.0
-    assert (read_label_map(out / "img_0.png", 3) == 255).all()
-    stats = label_samples(predictor, samples, ["t"], out, palette, 255)
-    assert stats["labeled"] == 0  # existing files are complete (atomic writes), so they are skipped
-    (out / "img_1.png").unlink()
-    stats = label_samples(predictor, samples, ["t"], out, palette, 255)
-    assert stats["labeled"] == 1 and (read_label_map(out / "img_1.png", 3) == 1).all()
 
 
 def test_progress_bar_unless_quiet(tmp_path, capsys):

@@ -156,3 +156,12 @@ def test_label_flip_is_for_teachers_only(tiny_dataset, tmp_path):
         assert runner.predictor(model, labeling=True).flip == (label_flip or evaluation_flip)
         assert runner.predictor(model).flip == evaluation_flip
 
+
+def test_class_balanced_labels_record_their_thresholds(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    run_atso(tiny_config(tiny_dataset, teacher_student={"strategy": "stso", "class_balanced_keep": 0.5}), out)
+    run_dir = RunDirectory(out)
+    thresholds = run_dir.finished_jobs()["g0/labels"]["outputs"]["class_thresholds"]
+    assert set(thresholds) == {"1", "2"} and all(len(t) == 3 for t in thresholds.values())
+    labels = np.concatenate([np.asarray(Image.open(p)).ravel() for p in run_dir.labels_dir("g0/labels").glob("*.png")])
+    assert 0.5 <= (labels != 255).mean() < 0.9  # each class's most confident half, and ties

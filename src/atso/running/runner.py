@@ -20,7 +20,7 @@ from atso.data.splits import Split, build_split
 from atso.data.transforms import Augmentation
 from atso.errors import AtsoError
 from atso.evaluation.metrics import SegmentationScores, mean_of_defined
-from atso.inference.labeler import label_samples
+from atso.inference.labeler import class_balanced_thresholds, label_samples
 from atso.inference.predictor import Predictor
 from atso.inference.volume_predictor import VolumePredictor
 from atso.models import build_model
@@ -332,11 +332,21 @@ class Runner:
             )
         space = self.description.superclass_description() if coarse else self.description
         palette = space.color_palette()
+        selection = self.config.teacher_student
+        thresholds: dict[int, list[float]] = {}
         if not self.split.reference:  # everything labeled (a full-supervision bound): nothing to pseudo-label
             return {"labels": str(out_dir.relative_to(self.run_dir.path)), "samples": 0}
         for fold, teachers in job.teachers:
             # Under torchrun each rank labels its share; the files are per sample, so they merge by name.
             samples = distributed.shard([s.without_mask() for s in self.split.reference_folds[fold - 1]])
+            threshold: float | np.ndarray | None = selection.confidence_threshold
+            if selection.class_balanced_keep is not None:
+                # Counted over the whole fold on every (re)run, so a resumed labeling uses the same thresholds.
+                threshold = class_balanced_thresholds(
+                    predictor, samples, list(teachers), space.num_classes, selection.class_balanced_keep,
+                    desc=f"{job.id} R{fold} thresholds", superclass_table=self.superclass_table if coarse else None,
+                )
+                thresholds[fold] = [round(float(t), 4) for t in threshold]
             label_samples(
                 predictor,
                 samples,
@@ -344,13 +354,16 @@ class Runner:
                 out_dir,
                 palette,
                 self.description.ignore_index,
-                self.config.teacher_student.confidence_threshold,
+                threshold,
                 fault_point=f"label:{job.id}",
                 desc=f"{job.id} R{fold}",
                 superclass_table=self.superclass_table if coarse else None,
                 suffix=self.label_suffix,
             )
-        return {"labels": str(out_dir.relative_to(self.run_dir.path)), "samples": len(self.split.reference)}
+        outputs: dict[str, Any] = {"labels": str(out_dir.relative_to(self.run_dir.path)), "samples": len(self.split.reference)}
+        if thresholds:
+            outputs["class_thresholds"] = {str(fold): values for fold, values in thresholds.items()}
+        return outputs
 
     def evaluate(self, job: EvaluateJob) -> dict[str, Any]:
         """@E of the job's models (each, and their ensemble), agreement with M0, @R of its labeling."""
