@@ -14,7 +14,7 @@ Runs resume: a rerun skips every finished job, so an interrupted experiment cont
 stopped, and a finished one only rewrites its tables.
 
     python benchmarks/evidence.py camvid               # CamVid, 46 of 367 labeled, 3 seeds
-    python benchmarks/evidence.py left-atrium-8        # left atrium, 8 of 60 training volumes labeled
+    python benchmarks/evidence.py left-atrium-8        # left atrium, 8 of 60 training volumes labeled, 3 seeds
     python benchmarks/evidence.py left-atrium-16
     python benchmarks/evidence.py day-to-dusk          # CamVid daylight -> dusk transfer
     python benchmarks/evidence.py camvid --seeds 0 --set train.student_iterations=300   # a variant
@@ -81,7 +81,7 @@ EXPERIMENTS = {
         config="configs/left-atrium.yaml",
         recipe=("runtime.quiet=true",),
         full=("data.labeled_count=60", "teacher_student.generations=0", "train.iterations=1200"),
-        seeds=(0,),
+        seeds=(0, 1, 2),
         note="Left atrium MRI, 8 of the 60 training volumes labeled, scored on the 20 held-out volumes, foreground DSC.",
     ),
     "left-atrium-16": Experiment(
