@@ -15,12 +15,12 @@ from atso.data.slicing import slice_volume, stack_slices
 from atso.data.volume_slices import prepare_image, resize_slices
 from atso.data.volumes import read_volume
 from atso.inference.fusion import average_probabilities, majority_vote
-from atso.inference.predictor import Prediction, class_probabilities
+from atso.inference.predictor import Prediction, Predictor
 from atso.models.views import ViewNetworks
 
 
-class VolumePredictor:
-    """Runs named volume models over volumes; the same interface as :class:`atso.inference.predictor.Predictor`.
+class VolumePredictor(Predictor):
+    """Runs named volume models over volumes, with the settings and interface of :class:`Predictor`.
 
     A group's models are averaged per view (softmax), then the views are fused: by majority vote of
     their labels, or by their mean probability (``settings.fusion``). Predictions lie on each scan's own
@@ -28,26 +28,12 @@ class VolumePredictor:
     """
 
     def __init__(
-        self,
-        models: dict[str, ViewNetworks],
-        settings: VolumeConfig,
-        input_size: tuple[int, int],
-        device: torch.device,
-        batch_size: int = 8,
-        flip: bool = False,
-        amp: bool = True,
-        amp_dtype: str = "bfloat16",
-        quiet: bool = False,
+        self, models: dict[str, ViewNetworks], settings: VolumeConfig, input_size: tuple[int, int], device: torch.device,
+        **options,
     ) -> None:
-        self.models = {name: model.to(device).eval() for name, model in models.items()}
+        """``settings``: how the models cut and fuse volumes; ``options`` as for :class:`Predictor`."""
+        super().__init__(models, input_size, device, **options)  # type: ignore[arg-type]
         self.settings = settings
-        self.input_size = tuple(input_size)
-        self.device = device
-        self.batch_size = batch_size
-        self.flip = flip
-        self.amp = amp and device.type == "cuda"
-        self.amp_dtype = torch.float16 if amp_dtype == "float16" else torch.bfloat16
-        self.quiet = quiet
 
     @torch.no_grad()
     def view_probabilities(self, network: torch.nn.Module, data: np.ndarray, view: str) -> np.ndarray:
@@ -57,7 +43,7 @@ class VolumePredictor:
         outputs = []
         for start in range(0, len(slices), self.batch_size):
             batch = resize_slices(slices[start : start + self.batch_size], self.input_size).to(self.device)
-            probabilities = class_probabilities(network, batch, self.flip, self.device, self.amp, self.amp_dtype)
+            probabilities = self._softmax(network, batch)
             outputs.append(resize_slices(probabilities, size).clamp_(0, 1).cpu())
         return stack_slices(torch.cat(outputs).numpy(), view, data.shape)
 

@@ -294,29 +294,15 @@ class Runner:
     def predictor(self, models: dict[str, torch.nn.Module], labeling: bool = False) -> Predictor | VolumePredictor:
         """A predictor for scoring, or for ``labeling`` (which may add a flip of its own: a better teacher)."""
         flip = self.config.evaluation.flip or (labeling and self.config.teacher_student.label_flip)
+        runtime = self.config.runtime
+        options = dict(
+            batch_size=self.config.evaluation.batch_size, flip=flip, amp=runtime.amp, amp_dtype=runtime.amp_dtype, quiet=runtime.quiet
+        )
         if self.is_volume:
-            return VolumePredictor(
-                models,  # type: ignore[arg-type]
-                self.config.data.volume,
-                self.config.data.input_size,
-                self.device,
-                batch_size=self.config.evaluation.batch_size,
-                flip=flip,
-                amp=self.config.runtime.amp,
-                amp_dtype=self.config.runtime.amp_dtype,
-                quiet=self.config.runtime.quiet,
-            )
+            return VolumePredictor(models, self.config.data.volume, self.config.data.input_size, self.device, **options)  # type: ignore[arg-type]
         return Predictor(
-            models,
-            self.config.data.input_size,
-            self.device,
-            batch_size=self.config.evaluation.batch_size,
-            flip=flip,
-            num_workers=self.config.runtime.num_workers,
-            amp=self.config.runtime.amp,
-            amp_dtype=self.config.runtime.amp_dtype,
-            channels_last=self.config.runtime.channels_last,
-            quiet=self.config.runtime.quiet,
+            models, self.config.data.input_size, self.device,
+            num_workers=runtime.num_workers, channels_last=runtime.channels_last, **options,  # type: ignore[arg-type]
         )
 
     def label(self, job: LabelJob) -> dict[str, Any]:
