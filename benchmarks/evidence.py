@@ -2,7 +2,8 @@
 
 Each experiment runs ``atso compare`` (supervised-only M0, self-learning, STSO, ATSO over T
 generations) for every seed, plus a full-supervision run (every training sample labeled) as the
-upper bound, then writes ``results.json`` and ``results.md`` beside the run directories:
+upper bound and a supervised-only run trained as long as that bound (how much of the gap is labels,
+not training length), then writes ``results.json`` and ``results.md`` beside the run directories:
 
 * final test accuracy per strategy, mean ± std over seeds (self-learning and STSO: their last
   generation; ATSO: the final model of Algorithm 1, and the mean of its last students);
@@ -59,6 +60,9 @@ class Experiment:
     seeds: tuple[int, ...]
     note: str
     seed_keys: tuple[str, ...] = ("data.split_seed", "train.seed")
+    # Overrides of a supervised-only run on S trained as long as the full bound: the gap at equal
+    # training, so a bound that only trained longer than M0 is not read as the worth of the labels.
+    long_supervised: tuple[str, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,6 +79,7 @@ EXPERIMENTS = {
         ),
         full=("data.labeled_count=367", "teacher_student.generations=0", "train.iterations=1600"),
         seeds=(0, 1, 2),
+        long_supervised=("teacher_student.generations=0", "train.iterations=1600"),
         note="CamVid, 46 of 367 training images labeled (1/8), scored on CamVid val (101 images), mIoU over 11 classes.",
     ),
     "left-atrium-8": Experiment(
@@ -82,6 +87,7 @@ EXPERIMENTS = {
         recipe=("runtime.quiet=true",),
         full=("data.labeled_count=60", "teacher_student.generations=0", "train.iterations=1200"),
         seeds=(0, 1, 2),
+        long_supervised=("teacher_student.generations=0", "train.iterations=1200"),
         note="Left atrium MRI, 8 of the 60 training volumes labeled, scored on the 20 held-out volumes, foreground DSC.",
     ),
     "left-atrium-16": Experiment(
@@ -89,6 +95,7 @@ EXPERIMENTS = {
         recipe=("data.labeled_count=16", "runtime.quiet=true"),
         full=("data.labeled_count=60", "teacher_student.generations=0", "train.iterations=1200"),
         seeds=(0,),
+        long_supervised=("teacher_student.generations=0", "train.iterations=1200"),
         note="Left atrium MRI, 16 of the 60 training volumes labeled, scored on the 20 held-out volumes, foreground DSC.",
     ),
     "day-to-dusk": Experiment(
@@ -166,8 +173,13 @@ def _metric(records: list[dict[str, Any]]) -> str:
     return "dice" if any(r.get("metric") == "dice" for r in records) else "miou"
 
 
-def summarise_seed(records: list[dict[str, Any]], full_records: list[dict[str, Any]]) -> dict[str, Any]:
-    """One seed's headline numbers: M0, each strategy's final model, the full bound, per-generation curves."""
+def summarise_seed(
+    records: list[dict[str, Any]], full_records: list[dict[str, Any]], long_records: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """One seed's headline numbers: M0, each strategy's final model, the full bound, per-generation curves.
+
+    ``long_records``: the supervised-only run trained as long as the full bound, where there is one.
+    """
     metric = _metric(records)
     test_key, reference_key = f"test_{metric}", f"reference_{metric}"
     shared = next((r for r in records if r["strategy"] == "shared"), None)
@@ -203,6 +215,9 @@ def summarise_seed(records: list[dict[str, Any]], full_records: list[dict[str, A
             result.setdefault("volumes", {})[strategy] = _volume_scores(output)
     if metric == "dice":
         result.setdefault("volumes", {})["supervised"] = _volume_scores(shared)
+    long_shared = next((r for r in long_records or [] if r["strategy"] == "shared"), None)
+    if long_shared is not None:
+        result["supervised-long"] = long_shared.get(test_key)
     if any(r["strategy"] == "shared" for r in full_records):
         result["full"] = next(r for r in full_records if r["strategy"] == "shared").get(test_key)
         if metric == "dice":
@@ -243,7 +258,8 @@ def _rows(strategies: list[str], result: dict[str, Any]) -> list[str]:
 def aggregate(name: str, experiment: Experiment, seeds: dict[int, dict[str, Any]]) -> dict[str, Any]:
     per_seed = list(seeds.values())
     strategies = per_seed[0]["strategies"]
-    rows = ["supervised", *_rows(strategies, per_seed[0])] + (["full"] if experiment.full else [])
+    long = ["supervised-long"] if all("supervised-long" in s for s in per_seed) else []
+    rows = ["supervised", *long, *_rows(strategies, per_seed[0])] + (["full"] if experiment.full else [])
     summary: dict[str, Any] = {
         "experiment": name,
         "note": experiment.note,
@@ -256,6 +272,8 @@ def aggregate(name: str, experiment: Experiment, seeds: dict[int, dict[str, Any]
         summary["gap_closure"] = {
             s: _mean_std([seed.get("gap_closure", {}).get(s) for seed in per_seed]) for s in _rows(strategies, per_seed[0])
         }
+        if long:
+            summary["gap_at_equal_training"] = _mean_std([s.get("full") - s["supervised-long"] for s in per_seed if s.get("full") is not None])
     curves: dict[str, list[dict[str, Any]]] = {}
     for strategy in strategies:
         length = min(len(s["generations"].get(strategy, [])) for s in per_seed)
@@ -301,7 +319,11 @@ def render_markdown(summary: dict[str, Any], command: str, commit: str, wall: di
         "| | test | gap closure |",
         "|---|---|---|",
     ]
-    labels = {"supervised": "supervised only (M0)", "full": "full supervision (upper bound)"}
+    labels = {
+        "supervised": "supervised only (M0)",
+        "supervised-long": "supervised only, trained as long as the full bound",
+        "full": "full supervision (upper bound)",
+    }
     stage_names = {"final": "final model (Algorithm 1)", "to-full": "after super -> full"}
     for strategy in summary["strategies"]:
         stage = summary["per_seed"][str(summary["seeds"][0])].get(f"{strategy}-stage")
@@ -311,6 +333,9 @@ def render_markdown(summary: dict[str, Any], command: str, commit: str, wall: di
     for row, stat in summary["final"].items():
         gap = _fmt(closure[row]) + " %" if row in closure and closure[row]["mean"] is not None else ""
         lines.append(f"| {labels[row]} | {_fmt(stat)} | {gap} |")
+    if summary.get("gap_at_equal_training"):
+        lines += ["", f"Gap at equal training (full - supervised trained as long): {_fmt(summary['gap_at_equal_training'])}; "
+                  f"gap to M0: {_fmt(_mean_std([(s.get('full') or 0) - s['supervised'] for s in summary['per_seed'].values()]))}."]
     if summary.get("ordering"):
         o = summary["ordering"]
         lines += ["", f"ATSO - STSO = {100 * o['atso>stso']:+.2f}, STSO - self-learning = {100 * o['stso>self-learning']:+.2f}; "
@@ -365,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default="benchmarks/results", help="where results.{json,md} are copied")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config override for every run (a variant of the recipe)")
-    parser.add_argument("--no-full", action="store_true", help="skip the full-supervision bound")
+    parser.add_argument("--no-full", action="store_true", help="skip the full-supervision bound and its equal-training control")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once (give each OMP_NUM_THREADS cores)")
     parser.add_argument("--tables-only", action="store_true", help="run nothing: rebuild the tables from finished runs")
     args = parser.parse_args(argv)
@@ -382,14 +407,21 @@ def main(argv: list[str] | None = None) -> int:
         seeded = [f"{key}={seed}" for key in experiment.seed_keys]
         flags = [arg for override in (*experiment.recipe, *seeded, *args.overrides) for arg in ("--set", override)]
         compare_dir, full_dir = out / f"seed{seed}" / "compare", out / f"seed{seed}" / "full"
+        long_dir = out / f"seed{seed}" / "supervised-long"
         runs = [("compare", compare_dir, [*atso, "compare", experiment.config, "--out", str(compare_dir), *flags])]
-        if experiment.full and not args.no_full:
-            full_flags = flags + [arg for o in (*experiment.full, "teacher_student.strategy=supervised") for arg in ("--set", o)]
-            runs.append(("full", full_dir, [*atso, "run", experiment.config, "--out", str(full_dir), *full_flags]))
+        for name, run_dir, overrides in (("full", full_dir, experiment.full), ("supervised-long", long_dir, experiment.long_supervised)):
+            if overrides and experiment.full and not args.no_full:
+                run_flags = flags + [arg for o in (*overrides, "teacher_student.strategy=supervised") for arg in ("--set", o)]
+                runs.append((name, run_dir, [*atso, "run", experiment.config, "--out", str(run_dir), *run_flags]))
         times = {}
         for name, run_dir, command in runs:
             times[f"seed {seed} {name}"] = _job_time(run_dir) if args.tables_only else _run(command, log, run_dir)
-        summary = summarise_seed(_records(compare_dir), _records(full_dir) if len(runs) > 1 else [])
+        ran = {name for name, _, _ in runs}
+        summary = summarise_seed(
+            _records(compare_dir),
+            _records(full_dir) if "full" in ran else [],
+            _records(long_dir) if "supervised-long" in ran else None,
+        )
         summary["run_commits"] = sorted({(d / "commit.txt").read_text().strip() for _, d, _ in runs if (d / "commit.txt").is_file()})
         return times, summary
 

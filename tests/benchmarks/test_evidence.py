@@ -50,3 +50,19 @@ def test_ordering_fails_when_the_spread_is_larger():
     }
     summary = evidence.aggregate("toy", evidence.EXPERIMENTS["camvid"], seeds)
     assert summary["ordering"]["holds_beyond_spread"] is False
+
+
+def test_equal_training_control_is_a_row_and_a_gap():
+    full = [{"strategy": "shared", "generation": 0, "test_miou": 0.60}]
+    long = [{"strategy": "shared", "generation": 0, "test_miou": 0.55}]
+    seeds = {
+        0: evidence.summarise_seed(_records(0.40, 0.45, 0.48, 0.50, 0.52), full, long),
+        1: evidence.summarise_seed(_records(0.40, 0.44, 0.47, 0.50, 0.54), full, [{**long[0], "test_miou": 0.57}]),
+    }
+    assert seeds[0]["supervised-long"] == 0.55
+    summary = evidence.aggregate("toy", evidence.EXPERIMENTS["camvid"], seeds)
+    assert summary["final"]["supervised-long"]["mean"] == pytest.approx(0.56)
+    assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.04)
+    markdown = evidence.render_markdown(summary, "cmd", "abc", {})
+    assert "| supervised only, trained as long as the full bound | 56.00 ± 1.41 |  |" in markdown
+    assert "Gap at equal training (full - supervised trained as long): 4.00 ± 1.41; gap to M0: 20.00 ± 0.00." in markdown
