@@ -63,6 +63,8 @@ class Experiment:
     # Overrides of a supervised-only run on S trained as long as the full bound: the gap at equal
     # training, so a bound that only trained longer than M0 is not read as the worth of the labels.
     long_supervised: tuple[str, ...] | None = None
+    # The full bound labels every sample, so where seeds vary only the split it is one run (the first seed's).
+    shared_full: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,6 +90,7 @@ EXPERIMENTS = {
         full=("data.labeled_count=60", "teacher_student.generations=0", "train.iterations=1200"),
         seeds=(0, 1, 2),
         long_supervised=("teacher_student.generations=0", "train.iterations=1200"),
+        shared_full=True,
         note="Left atrium MRI, 8 of the 60 training volumes labeled, scored on the 20 held-out volumes, foreground DSC.",
     ),
     "left-atrium-16": Experiment(
@@ -96,6 +99,7 @@ EXPERIMENTS = {
         full=("data.labeled_count=60", "teacher_student.generations=0", "train.iterations=1200"),
         seeds=(0,),
         long_supervised=("teacher_student.generations=0", "train.iterations=1200"),
+        shared_full=True,
         note="Left atrium MRI, 16 of the 60 training volumes labeled, scored on the 20 held-out volumes, foreground DSC.",
     ),
     "day-to-dusk": Experiment(
@@ -402,34 +406,43 @@ def main(argv: list[str] | None = None) -> int:
     atso = [sys.executable, "-m", "atso"]
     wall: dict[str, float] = {}
     per_seed: dict[int, dict[str, Any]] = {}
-    def run_seed(seed: int) -> tuple[dict[str, float], dict[str, Any]]:
-        """One seed's compare and full-supervision runs; their job times and summary."""
+    def seed_runs(seed: int) -> list[tuple[str, Path, list[str]]]:
+        """One seed's runs: its compare, the full-supervision bound and the equal-training control."""
         seeded = [f"{key}={seed}" for key in experiment.seed_keys]
         flags = [arg for override in (*experiment.recipe, *seeded, *args.overrides) for arg in ("--set", override)]
-        compare_dir, full_dir = out / f"seed{seed}" / "compare", out / f"seed{seed}" / "full"
-        long_dir = out / f"seed{seed}" / "supervised-long"
+        compare_dir = out / f"seed{seed}" / "compare"
         runs = [("compare", compare_dir, [*atso, "compare", experiment.config, "--out", str(compare_dir), *flags])]
-        for name, run_dir, overrides in (("full", full_dir, experiment.full), ("supervised-long", long_dir, experiment.long_supervised)):
-            if overrides and experiment.full and not args.no_full:
-                run_flags = flags + [arg for o in (*overrides, "teacher_student.strategy=supervised") for arg in ("--set", o)]
-                runs.append((name, run_dir, [*atso, "run", experiment.config, "--out", str(run_dir), *run_flags]))
-        times = {}
-        for name, run_dir, command in runs:
-            times[f"seed {seed} {name}"] = _job_time(run_dir) if args.tables_only else _run(command, log, run_dir)
-        ran = {name for name, _, _ in runs}
-        summary = summarise_seed(
-            _records(compare_dir),
-            _records(full_dir) if "full" in ran else [],
-            _records(long_dir) if "supervised-long" in ran else None,
-        )
-        summary["run_commits"] = sorted({(d / "commit.txt").read_text().strip() for _, d, _ in runs if (d / "commit.txt").is_file()})
-        return times, summary
+        for name, overrides in (("full", experiment.full), ("supervised-long", experiment.long_supervised)):
+            if not overrides or not experiment.full or args.no_full:
+                continue
+            if name == "full" and experiment.shared_full and seed != seeds[0]:
+                continue  # the first seed's bound serves every seed
+            run_dir = out / f"seed{seed}" / name
+            run_flags = flags + [arg for o in (*overrides, "teacher_student.strategy=supervised") for arg in ("--set", o)]
+            runs.append((name, run_dir, [*atso, "run", experiment.config, "--out", str(run_dir), *run_flags]))
+        return runs
+
+    def run_seed(seed: int) -> dict[str, float]:
+        """Run (or resume, or only read) one seed's runs; their job times."""
+        return {
+            f"seed {seed} {name}": _job_time(run_dir) if args.tables_only else _run(command, log, run_dir)
+            for name, run_dir, command in seed_runs(seed)
+        }
 
     # Seeds are independent runs: --jobs 2 runs two at once (one thread each on a 2-core machine).
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for seed, (times, summary) in zip(seeds, pool.map(run_seed, seeds)):
+        for times in pool.map(run_seed, seeds):
             wall.update(times)
-            per_seed[seed] = summary
+    for seed in seeds:
+        runs = {name: run_dir for name, run_dir, _ in seed_runs(seed)}
+        full_dir = out / f"seed{seeds[0] if experiment.shared_full else seed}" / "full"
+        per_seed[seed] = summarise_seed(
+            _records(runs["compare"]),
+            _records(full_dir) if experiment.full and not args.no_full else [],
+            _records(runs["supervised-long"]) if "supervised-long" in runs else None,
+        )
+        dirs = [*runs.values(), full_dir]
+        per_seed[seed]["run_commits"] = sorted({(d / "commit.txt").read_text().strip() for d in dirs if (d / "commit.txt").is_file()})
     summary = aggregate(args.experiment, experiment if not args.no_full else Experiment(**{**experiment.__dict__, "full": None}), per_seed)
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--tables-only"]
     command = "python benchmarks/evidence.py " + " ".join(shown)

@@ -1,6 +1,7 @@
 """The evidence tables: gap closure, means over seeds and the ordering check, on hand-made records."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -66,3 +67,32 @@ def test_equal_training_control_is_a_row_and_a_gap():
     markdown = evidence.render_markdown(summary, "cmd", "abc", {})
     assert "| supervised only, trained as long as the full bound | 56.00 ± 1.41 |  |" in markdown
     assert "Gap at equal training (full - supervised trained as long): 4.00 ± 1.41; gap to M0: 20.00 ± 0.00." in markdown
+
+
+def _finished_run(run_dir: Path, records: list[dict]) -> None:
+    """A run directory as the runner leaves it: a manifest naming each evaluation's metrics.json."""
+    jobs = {}
+    for index, record in enumerate(records):
+        path = run_dir / "jobs" / str(index) / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(record))
+        jobs[f"job{index}"] = {"outputs": {"metrics": str(path.relative_to(run_dir))}, "finished_at": index, "wall_seconds": 60.0}
+    (run_dir / "manifest.json").write_text(json.dumps({"jobs": jobs}))
+
+
+def test_a_shared_full_bound_serves_every_seed(tmp_path, monkeypatch):
+    toy = evidence.Experiment(
+        config="c.yaml", recipe=(), full=("data.labeled_count=60",), seeds=(0, 1), note="toy",
+        long_supervised=("train.iterations=10",), shared_full=True,
+    )
+    monkeypatch.setitem(evidence.EXPERIMENTS, "toy", toy)
+    out = tmp_path / "out"
+    for seed, m0 in ((0, 0.40), (1, 0.42)):
+        _finished_run(out / f"seed{seed}" / "compare", _records(m0, 0.45, 0.48, 0.50, 0.52))
+        _finished_run(out / f"seed{seed}" / "supervised-long", [{"strategy": "shared", "generation": 0, "test_miou": m0 + 0.1}])
+    _finished_run(out / "seed0" / "full", [{"strategy": "shared", "generation": 0, "test_miou": 0.60}])
+    evidence.main(["toy", "--tables-only", "--out", str(out), "--results", str(tmp_path / "results")])
+    summary = json.loads((out / "results.json").read_text())
+    assert [summary["per_seed"][s]["full"] for s in ("0", "1")] == [0.60, 0.60]  # seed 1 has no full run of its own
+    assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.09)
+    assert not (out / "seed1" / "full").exists()
