@@ -175,3 +175,16 @@ def test_options_for_images_only_are_refused_for_volumes(tmp_path, capsys):
     path.write_text(yaml.safe_dump(tiny_volume_config(root, train={"mix": "cutmix"})))
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "train.mix: cutmix" in capsys.readouterr().err
+
+
+def test_class_balanced_selection_on_fused_volumes(tmp_path):
+    root = write_volume_dataset(tmp_path / "data", 10)
+    out = tmp_path / "run"
+    config = tiny_volume_config(root, teacher_student={"strategy": "stso", "generations": 1, "class_balanced_keep": 0.5})
+    api.run(config_from_dict(config), out, log=quiet)
+    run_dir = RunDirectory(out)
+    assert set(run_dir.finished_jobs()["g0/labels"]["outputs"]["class_thresholds"]) == {"1", "2"}
+    labels = np.concatenate([
+        np.asarray(nib.load(path).dataobj).ravel() for path in run_dir.labels_dir("g0/labels").glob("*.nii.gz")
+    ])
+    assert 0.5 <= (labels != 255).mean() < 1.0  # each class's most confident half (and ties); the rest ignored
