@@ -272,6 +272,8 @@ def aggregate(name: str, experiment: Experiment, seeds: dict[int, dict[str, Any]
         "strategies": strategies,
         "final": {row: _mean_std([s.get(row) for s in per_seed]) for row in rows},
     }
+    if experiment.full and experiment.shared_full:  # one run, not one per seed: no spread to show
+        summary["final"]["full"] = _mean_std([per_seed[0].get("full")])
     if experiment.full:
         summary["gap_closure"] = {
             s: _mean_std([seed.get("gap_closure", {}).get(s) for seed in per_seed]) for s in _rows(strategies, per_seed[0])

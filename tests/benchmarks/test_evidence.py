@@ -94,5 +94,6 @@ def test_a_shared_full_bound_serves_every_seed(tmp_path, monkeypatch):
     evidence.main(["toy", "--tables-only", "--out", str(out), "--results", str(tmp_path / "results")])
     summary = json.loads((out / "results.json").read_text())
     assert [summary["per_seed"][s]["full"] for s in ("0", "1")] == [0.60, 0.60]  # seed 1 has no full run of its own
+    assert summary["final"]["full"] == {"mean": 0.60, "std": 0.0, "n": 1}  # one run: shown without a spread
     assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.09)
     assert not (out / "seed1" / "full").exists()
