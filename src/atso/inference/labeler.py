@@ -70,6 +70,9 @@ def label_samples(
     return {"labeled": float(len(todo)), "kept_fraction": kept / total if total else 1.0}
 
 
+_BINS, _BIN_WIDTH = 1600, 0.01  # bins of -log(1 - p) from 0 to 16 (p up to 1 - 1e-7)
+
+
 def class_balanced_thresholds(
     predictor: Predictor,
     samples: list[Sample],
@@ -100,9 +103,6 @@ def class_balanced_thresholds(
     highest = np.maximum(np.where(at_or_above >= needed, np.arange(_BINS), -1).max(axis=1), 0)
     thresholds = 1.0 - np.exp(-highest * _BIN_WIDTH)
     return np.where(histogram.sum(axis=1) > 0, thresholds, 0.0).astype(np.float32)
-
-
-_BINS, _BIN_WIDTH = 1600, 0.01  # bins of -log(1 - p) from 0 to 16 (p up to 1 - 1e-7)
 
 
 def _confidence_bin(confidence: np.ndarray) -> np.ndarray:
