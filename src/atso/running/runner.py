@@ -319,7 +319,8 @@ class Runner:
         space = self.description.superclass_description() if coarse else self.description
         palette = space.color_palette()
         selection = self.config.teacher_student
-        thresholds: dict[int, list[float]] = {}
+        superclass_table = self.superclass_table if coarse else None
+        thresholds: dict[str, list[float]] = {}
         if not self.split.reference:  # everything labeled (a full-supervision bound): nothing to pseudo-label
             return {"labels": str(out_dir.relative_to(self.run_dir.path)), "samples": 0}
         for fold, teachers in job.teachers:
@@ -330,9 +331,9 @@ class Runner:
                 # Counted over the whole fold on every (re)run, so a resumed labeling uses the same thresholds.
                 threshold = class_balanced_thresholds(
                     predictor, samples, list(teachers), space.num_classes, selection.class_balanced_keep,
-                    desc=f"{job.id} R{fold} thresholds", superclass_table=self.superclass_table if coarse else None,
+                    desc=f"{job.id} R{fold} thresholds", superclass_table=superclass_table,
                 )
-                thresholds[fold] = [round(float(t), 4) for t in threshold]
+                thresholds[str(fold)] = [round(float(t), 4) for t in threshold]
             label_samples(
                 predictor,
                 samples,
@@ -343,12 +344,12 @@ class Runner:
                 threshold,
                 fault_point=f"label:{job.id}",
                 desc=f"{job.id} R{fold}",
-                superclass_table=self.superclass_table if coarse else None,
+                superclass_table=superclass_table,
                 suffix=self.label_suffix,
             )
         outputs: dict[str, Any] = {"labels": str(out_dir.relative_to(self.run_dir.path)), "samples": len(self.split.reference)}
         if thresholds:
-            outputs["class_thresholds"] = {str(fold): values for fold, values in thresholds.items()}
+            outputs["class_thresholds"] = thresholds
         return outputs
 
     def evaluate(self, job: EvaluateJob) -> dict[str, Any]:
