@@ -65,23 +65,40 @@ class Experiment:
     long_supervised: tuple[str, ...] | None = None
     # The full bound labels every sample, so where seeds vary only the split it is one run (the first seed's).
     shared_full: bool = False
+    # Overrides of a stage that fine-tunes a finished supervised model on its own labels with the students'
+    # schedule (iterations, lr, augmentation). Where set, the full bound and the control are that M0 plus
+    # this stage: trained exactly as long and as noisily as a student, so a student's schedule is not read
+    # as the worth of its pseudo-labels.
+    finetune: tuple[str, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 EXPERIMENTS = {
     "camvid": Experiment(
         config="configs/camvid.yaml",
+        # M0 and the bound train without rescale or blur (basic flip only): with them, 46 labels reach the
+        # full bound at equal training and the gap left is noise. Students are noisier than their teacher
+        # (rescale and blur), label with a flip and keep each class's most confident half.
         recipe=(
             "teacher_student.generations=2",
             "data.input_size=[72,96]",
-            "train.iterations=800",
-            "train.student_iterations=400",
+            "train.iterations=1600",
+            "train.scale_range=[1,1]",
+            "train.blur_probability=0",
+            "train.student_iterations=800",
             "train.student_lr=0.01",
+            "train.student_scale_range=[0.75,1.5]",
+            "train.student_blur_probability=0.2",
+            "teacher_student.class_balanced_keep=0.5",
+            "teacher_student.label_flip=true",
             "runtime.quiet=true",
         ),
-        full=("data.labeled_count=367", "teacher_student.generations=0", "train.iterations=1600"),
+        full=("data.labeled_count=367", "teacher_student.generations=0"),
+        # The bound and the control add a student's stage on true labels only: as long and as noisy as a student.
+        finetune=(
+            "train.iterations=800", "train.lr=0.01", "train.scale_range=[0.75,1.5]", "train.blur_probability=0.2",
+        ),
         seeds=(0, 1, 2),
-        long_supervised=("teacher_student.generations=0", "train.iterations=1600"),
         note="CamVid, 46 of 367 training images labeled (1/8), scored on CamVid val (101 images), mIoU over 11 classes.",
     ),
     "left-atrium-8": Experiment(
@@ -263,23 +280,31 @@ def aggregate(name: str, experiment: Experiment, seeds: dict[int, dict[str, Any]
     per_seed = list(seeds.values())
     strategies = per_seed[0]["strategies"]
     long = ["supervised-long"] if all("supervised-long" in s for s in per_seed) else []
-    rows = ["supervised", *long, *_rows(strategies, per_seed[0])] + (["full"] if experiment.full else [])
+    full_m0 = ["full-m0"] if experiment.full and all(s.get("full-m0") is not None for s in per_seed) else []
+    rows = ["supervised", *long, *_rows(strategies, per_seed[0])] + ([*full_m0, "full"] if experiment.full else [])
     summary: dict[str, Any] = {
         "experiment": name,
         "note": experiment.note,
+        "bounds_finetuned": bool(experiment.finetune),
         "metric": per_seed[0]["metric"],
         "seeds": list(seeds),
         "strategies": strategies,
         "final": {row: _mean_std([s.get(row) for s in per_seed]) for row in rows},
     }
     if experiment.full and experiment.shared_full:  # one run, not one per seed: no spread to show
-        summary["final"]["full"] = _mean_std([per_seed[0].get("full")])
+        for row in ("full", *full_m0):
+            summary["final"][row] = _mean_std([per_seed[0].get(row)])
     if experiment.full:
         summary["gap_closure"] = {
             s: _mean_std([seed.get("gap_closure", {}).get(s) for seed in per_seed]) for s in _rows(strategies, per_seed[0])
         }
         if long:
             summary["gap_at_equal_training"] = _mean_std([s.get("full") - s["supervised-long"] for s in per_seed if s.get("full") is not None])
+            # What the pseudo-labels add over the same schedule without them.
+            summary["over_control"] = {
+                s: _mean_std([seed[s] - seed["supervised-long"] for seed in per_seed if seed.get(s) is not None])
+                for s in _rows(strategies, per_seed[0])
+            }
     curves: dict[str, list[dict[str, Any]]] = {}
     for strategy in strategies:
         length = min(len(s["generations"].get(strategy, [])) for s in per_seed)
@@ -330,6 +355,12 @@ def render_markdown(summary: dict[str, Any], command: str, commit: str, wall: di
         "supervised-long": "supervised only, trained as long as the full bound",
         "full": "full supervision (upper bound)",
     }
+    if summary.get("bounds_finetuned"):
+        labels.update({
+            "supervised-long": "supervised only, M0 fine-tuned like a student on S alone (no pseudo-labels)",
+            "full-m0": "full supervision, M0's schedule only",
+            "full": "full supervision, fine-tuned like a student (upper bound)",
+        })
     stage_names = {"final": "final model (Algorithm 1)", "to-full": "after super -> full"}
     for strategy in summary["strategies"]:
         stage = summary["per_seed"][str(summary["seeds"][0])].get(f"{strategy}-stage")
@@ -342,6 +373,8 @@ def render_markdown(summary: dict[str, Any], command: str, commit: str, wall: di
     if summary.get("gap_at_equal_training"):
         lines += ["", f"Gap at equal training (full - supervised trained as long): {_fmt(summary['gap_at_equal_training'])}; "
                   f"gap to M0: {_fmt(_mean_std([(s.get('full') or 0) - s['supervised'] for s in summary['per_seed'].values()]))}."]
+        lines += ["", "Over the control (strategy - supervised trained as long; what the pseudo-labels add): "
+                  + ", ".join(f"{s} {_fmt(v)}" for s, v in summary.get("over_control", {}).items()) + "."]
     if summary.get("ordering"):
         o = summary["ordering"]
         lines += ["", f"ATSO - STSO = {100 * o['atso>stso']:+.2f}, STSO - self-learning = {100 * o['stso>self-learning']:+.2f}; "
@@ -408,42 +441,66 @@ def main(argv: list[str] | None = None) -> int:
     atso = [sys.executable, "-m", "atso"]
     wall: dict[str, float] = {}
     per_seed: dict[int, dict[str, Any]] = {}
-    def seed_runs(seed: int) -> list[tuple[str, Path, list[str]]]:
-        """One seed's runs: its compare, the full-supervision bound and the equal-training control."""
+    def seed_flags(seed: int) -> list[str]:
         seeded = [f"{key}={seed}" for key in experiment.seed_keys]
-        flags = [arg for override in (*experiment.recipe, *seeded, *args.overrides) for arg in ("--set", override)]
+        return [arg for override in (*experiment.recipe, *seeded, *args.overrides) for arg in ("--set", override)]
+
+    def supervised_run(name: str, seed: int, overrides: tuple[str, ...], pretrained: Path | None = None) -> tuple[str, Path, list[str]]:
+        """A supervised-only run of a seed; ``pretrained``: fine-tune that model with the experiment's ``finetune``."""
+        run_dir = out / f"seed{seed}" / name
+        extra = (*overrides, "teacher_student.strategy=supervised")
+        if pretrained is not None:
+            extra += (*experiment.finetune, f"model.pretrained={pretrained}")
+        flags = seed_flags(seed) + [arg for o in extra for arg in ("--set", o)]
+        return name, run_dir, [*atso, "run", experiment.config, "--out", str(run_dir), *flags]
+
+    with_bounds = bool(experiment.full) and not args.no_full
+    m0 = Path("jobs") / "g0" / "m0" / "model.pt"
+
+    def seed_runs(seed: int) -> list[tuple[str, Path, list[str]]]:
+        """A seed's compare, then its control: M0 trained as long as the bound (or fine-tuned like a student)."""
         compare_dir = out / f"seed{seed}" / "compare"
-        runs = [("compare", compare_dir, [*atso, "compare", experiment.config, "--out", str(compare_dir), *flags])]
-        for name, overrides in (("full", experiment.full), ("supervised-long", experiment.long_supervised)):
-            if not overrides or not experiment.full or args.no_full:
-                continue
-            if name == "full" and experiment.shared_full and seed != seeds[0]:
-                continue  # the first seed's bound serves every seed
-            run_dir = out / f"seed{seed}" / name
-            run_flags = flags + [arg for o in (*overrides, "teacher_student.strategy=supervised") for arg in ("--set", o)]
-            runs.append((name, run_dir, [*atso, "run", experiment.config, "--out", str(run_dir), *run_flags]))
+        runs = [("compare", compare_dir, [*atso, "compare", experiment.config, "--out", str(compare_dir), *seed_flags(seed)])]
+        if with_bounds and experiment.finetune:
+            runs.append(supervised_run("supervised-long", seed, ("teacher_student.generations=0",), compare_dir / m0))
+        elif with_bounds and experiment.long_supervised:
+            runs.append(supervised_run("supervised-long", seed, experiment.long_supervised))
         return runs
 
-    def run_seed(seed: int) -> dict[str, float]:
-        """Run (or resume, or only read) one seed's runs; their job times."""
+    def full_runs(seed: int) -> list[tuple[str, Path, list[str]]]:
+        """The full-supervision bound (then its fine-tune stage, where the experiment has one)."""
+        if not with_bounds or (experiment.shared_full and seed != seeds[0]):
+            return []  # the first seed's bound serves every seed
+        runs = [supervised_run("full", seed, experiment.full)]
+        if experiment.finetune:
+            runs.append(supervised_run("full-finetuned", seed, experiment.full, runs[0][1] / m0))
+        return runs
+
+    def run_chain(runs: list[tuple[str, Path, list[str]]], seed: int) -> dict[str, float]:
+        """Run (or resume, or only read) runs one after the other; their job times."""
         return {
             f"seed {seed} {name}": _job_time(run_dir) if args.tables_only else _run(command, log, run_dir)
-            for name, run_dir, command in seed_runs(seed)
+            for name, run_dir, command in runs
         }
 
-    # Seeds are independent runs: --jobs 2 runs two at once (one thread each on a 2-core machine).
+    # Chains are independent: --jobs 2 runs two at once (one thread each on a 2-core machine), longest first.
+    chains = [(seed_runs(seed), seed) for seed in seeds] + [(full_runs(seed), seed) for seed in seeds]
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for times in pool.map(run_seed, seeds):
+        for times in pool.map(lambda chain: run_chain(*chain), [c for c in chains if c[0]]):
             wall.update(times)
     for seed in seeds:
         runs = {name: run_dir for name, run_dir, _ in seed_runs(seed)}
-        full_dir = out / f"seed{seeds[0] if experiment.shared_full else seed}" / "full"
+        bound_seed = seeds[0] if experiment.shared_full else seed
+        full_dir = out / f"seed{bound_seed}" / ("full-finetuned" if experiment.finetune else "full")
         per_seed[seed] = summarise_seed(
             _records(runs["compare"]),
-            _records(full_dir) if experiment.full and not args.no_full else [],
+            _records(full_dir) if with_bounds else [],
             _records(runs["supervised-long"]) if "supervised-long" in runs else None,
         )
-        dirs = [*runs.values(), full_dir]
+        if experiment.finetune and with_bounds:
+            full_m0 = next((r for r in _records(out / f"seed{bound_seed}" / "full") if r["strategy"] == "shared"), None)
+            per_seed[seed]["full-m0"] = full_m0.get(f"test_{per_seed[seed]['metric']}") if full_m0 else None
+        dirs = [*runs.values(), full_dir, full_dir.parent / "full"]
         per_seed[seed]["run_commits"] = sorted({(d / "commit.txt").read_text().strip() for d in dirs if (d / "commit.txt").is_file()})
     summary = aggregate(args.experiment, experiment if not args.no_full else Experiment(**{**experiment.__dict__, "full": None}), per_seed)
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--tables-only"]

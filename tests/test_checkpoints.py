@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from atso.checkpoints import ModelInfo, load_model, save_model
+from atso.checkpoints import ModelInfo, load_model, load_pretrained, save_model
 from atso.data.description import load_description
 from atso.errors import AtsoError
 from atso.models import build_model
@@ -43,3 +43,19 @@ def test_bad_files(tmp_path):
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(AtsoError, match="not an atso model file"):
         load_model(tmp_path / "other.pt")
+
+
+def test_pretrained_weights_load_or_say_why_not(tmp_path):
+    info = ModelInfo("small_unet", {"base_channels": 4, "depth": 2}, load_description("camvid"), (32, 32))
+    source = build_model("small_unet", 11, base_channels=4, depth=2)
+    save_model(tmp_path / "model.pt", source, info)
+    target = build_model("small_unet", 11, base_channels=4, depth=2)
+    load_pretrained(target, tmp_path / "model.pt")
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
+    with pytest.raises(AtsoError, match="model.pretrained: .*missing.pt not found"):
+        load_pretrained(target, tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"garbage")
+    with pytest.raises(AtsoError, match="model.pretrained: cannot read .*junk.pt"):
+        load_pretrained(target, tmp_path / "junk.pt")
+    with pytest.raises(AtsoError, match="model.pretrained: .*model.pt does not fit"):
+        load_pretrained(build_model("small_unet", 3, base_channels=4, depth=2), tmp_path / "model.pt")

@@ -47,7 +47,8 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
             "test": {"root": "camvid", "split": "test"},
             "unlabeled": [{"list": "extra.txt"}],
             "labeled_list": "labeled.txt",
-        }
+        },
+        "model": {"pretrained": "../runs/m0/model.pt"},
     }
     folder = tmp_path / "configs"
     config = load_config(_write_config(folder, data))
@@ -58,6 +59,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     assert config.data.unlabeled[0].list == base / "extra.txt"
     assert config.data.labeled_list == base / "labeled.txt"
     assert Path(config.data.description) == base / "labels.yaml"
+    assert config.model.pretrained == (tmp_path / "runs" / "m0" / "model.pt").resolve()
 
 
 def test_absolute_paths_and_builtin_description_are_kept(tmp_path):
@@ -172,6 +174,8 @@ def test_missing_data_section_is_named():
 def test_section_validators_report_their_rule():
     with pytest.raises(AtsoError, match="'train'.*scale_range"):
         config_from_dict(_minimal(train={"scale_range": [2.0, 1.0]}))
+    with pytest.raises(AtsoError, match="'train'.*student_scale_range"):
+        config_from_dict(_minimal(train={"student_scale_range": [0.0, 1.0]}))
     with pytest.raises(AtsoError, match="at most one of labeled_count"):
         config_from_dict({"data": {"train": {"images": "/i", "masks": "/m"}, "labeled_count": 2, "labeled_fraction": 0.5}})
     with pytest.raises(AtsoError, match="'data.input_size'.*at least 16"):
@@ -283,3 +287,11 @@ def test_volume_section_defaults_and_checks():
             config_from_dict({"data": {**base["data"], "volume": bad}})
     with pytest.raises(AtsoError, match="decathlon split must be training or test"):
         config_from_dict({"data": {"train": {"root": "/d", "layout": "decathlon", "split": "val"}}})
+
+
+def test_students_augment_as_m0_unless_told_otherwise():
+    plain = config_from_dict(_minimal(train={"scale_range": [1.0, 1.0], "blur_probability": 0.1})).train
+    assert plain.augmentation(student=True) == plain.augmentation(student=False) == ((1.0, 1.0), 0.1)
+    noisy = config_from_dict(_minimal(train={"scale_range": [1.0, 1.0], "student_scale_range": [0.75, 1.5], "student_blur_probability": 0.2})).train
+    assert noisy.augmentation(student=False) == ((1.0, 1.0), 0.0)
+    assert noisy.augmentation(student=True) == ((0.75, 1.5), 0.2)

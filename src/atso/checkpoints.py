@@ -93,3 +93,28 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """The state dict of a model file (a student's starting point)."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
     return payload["state_dict"]
+
+
+def load_pretrained(model: torch.nn.Module, path: Path) -> None:
+    """Start ``model`` from another run's model file (``model.pretrained``), or say why it does not fit.
+
+    Raises:
+        AtsoError: the file is missing, not an atso model file, or holds another network or class count.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AtsoError(f"model.pretrained: {path} not found; point it at a model.pt written by atso run")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise AtsoError(f"model.pretrained: cannot read {path} ({exc.__class__.__name__}); it may be truncated") from exc
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise AtsoError(f"model.pretrained: {path} is not an atso model file; pass a model.pt written by atso run")
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise AtsoError(
+            f"model.pretrained: {path} does not fit this model.name/options and class count ({first}); "
+            "use a model trained with the same network and dataset description"
+        ) from exc

@@ -126,6 +126,9 @@ class ModelConfig(_Section):
 
     name: str = "small_unet"
     options: dict[str, Any] = Field(default_factory=dict)
+    pretrained: Path | None = Field(
+        default=None, description="a model.pt of an earlier atso run that M0 starts from (fine-tuning), instead of from scratch"
+    )
 
 
 class TrainConfig(_Section):
@@ -142,6 +145,9 @@ class TrainConfig(_Section):
     scale_range: tuple[float, float] = Field(default=(0.75, 1.5), description="random rescale before the crop")
     hflip: bool = True
     blur_probability: float = Field(default=0.0, ge=0, le=1)
+    # A noisier student than its teacher (Noisy Student): students may rescale and blur more than M0.
+    student_scale_range: tuple[float, float] | None = Field(default=None, description="students' rescale range; default: scale_range")
+    student_blur_probability: float | None = Field(default=None, ge=0, le=1, description="students' blur probability; default: blur_probability")
     seed: int = 0
     checkpoint_every: int = Field(default=100, ge=1)
     mix: Literal["none", "cutmix", "classmix"] = Field(
@@ -154,10 +160,19 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _check_scale(self) -> "TrainConfig":
-        low, high = self.scale_range
-        if not 0 < low <= high:
-            raise ValueError("scale_range must be (low, high) with 0 < low <= high")
+        for name in ("scale_range", "student_scale_range"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value[0] <= value[1]:
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high")
         return self
+
+    def augmentation(self, student: bool) -> tuple[tuple[float, float], float]:
+        """The rescale range and blur probability of M0 (``student`` False) or of a student."""
+        if not student:
+            return self.scale_range, self.blur_probability
+        scale = self.student_scale_range if self.student_scale_range is not None else self.scale_range
+        blur = self.student_blur_probability if self.student_blur_probability is not None else self.blur_probability
+        return scale, blur
 
 
 class TeacherStudentConfig(_Section):
@@ -364,6 +379,7 @@ def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:
     model = data.get("model")
     if isinstance(model, dict) and isinstance(model.get("options"), dict):
         fix(model["options"], ("pretrained_backbone",))
+    fix(model, ("pretrained",))
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config", base_dir: Path | None = None) -> Config:

@@ -61,7 +61,7 @@ def test_equal_training_control_is_a_row_and_a_gap():
         1: evidence.summarise_seed(_records(0.40, 0.44, 0.47, 0.50, 0.54), full, [{**long[0], "test_miou": 0.57}]),
     }
     assert seeds[0]["supervised-long"] == 0.55
-    summary = evidence.aggregate("toy", evidence.EXPERIMENTS["camvid"], seeds)
+    summary = evidence.aggregate("toy", evidence.EXPERIMENTS["left-atrium-8"], seeds)
     assert summary["final"]["supervised-long"]["mean"] == pytest.approx(0.56)
     assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.04)
     markdown = evidence.render_markdown(summary, "cmd", "abc", {})
@@ -97,3 +97,38 @@ def test_a_shared_full_bound_serves_every_seed(tmp_path, monkeypatch):
     assert summary["final"]["full"] == {"mean": 0.60, "std": 0.0, "n": 1}  # one run: shown without a spread
     assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.09)
     assert not (out / "seed1" / "full").exists()
+
+
+def test_a_finetune_stage_follows_the_bound_and_m0(tmp_path, monkeypatch):
+    """With ``finetune``, the bound and the control fine-tune their M0 like a student; the bound is the fine-tuned one."""
+    toy = evidence.Experiment(
+        config="c.yaml", recipe=("train.iterations=10",), full=("data.labeled_count=60",), seeds=(0,), note="toy",
+        finetune=("train.iterations=5", "train.lr=0.01"),
+    )
+    monkeypatch.setitem(evidence.EXPERIMENTS, "toy", toy)
+    out = tmp_path / "out"
+    commands = {}
+
+    def fake_run(command, log, run_dir):
+        commands[run_dir.name] = command
+        if run_dir.name == "compare":
+            _finished_run(run_dir, _records(0.40, 0.45, 0.48, 0.50, 0.52))
+        else:
+            score = {"full": 0.58, "full-finetuned": 0.62, "supervised-long": 0.44}[run_dir.name]
+            _finished_run(run_dir, [{"strategy": "shared", "generation": 0, "test_miou": score}])
+        return 1.0
+
+    monkeypatch.setattr(evidence, "_run", fake_run)
+    evidence.main(["toy", "--out", str(out), "--results", str(tmp_path / "results")])
+    m0 = str(Path("jobs") / "g0" / "m0" / "model.pt")
+    control, tuned = " ".join(commands["supervised-long"]), " ".join(commands["full-finetuned"])
+    assert f"model.pretrained={out / 'seed0' / 'compare' / m0}" in control and "train.iterations=5" in control
+    assert f"model.pretrained={out / 'seed0' / 'full' / m0}" in tuned and "data.labeled_count=60" in tuned
+    assert "model.pretrained" not in " ".join(commands["full"])
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["per_seed"]["0"]["full"] == 0.62 and summary["per_seed"]["0"]["full-m0"] == 0.58
+    assert summary["gap_closure"]["atso"]["mean"] == pytest.approx((0.52 - 0.40) / (0.62 - 0.40))
+    assert summary["over_control"]["atso"]["mean"] == pytest.approx(0.52 - 0.44)
+    markdown = (out / "results.md").read_text()
+    assert "| full supervision, fine-tuned like a student (upper bound) | 62.00 |" in markdown
+    assert "| supervised only, M0 fine-tuned like a student on S alone (no pseudo-labels) | 44.00 |" in markdown

@@ -165,3 +165,38 @@ def test_class_balanced_labels_record_their_thresholds(tiny_dataset, tmp_path):
     assert set(thresholds) == {"1", "2"} and all(len(t) == 3 for t in thresholds.values())
     labels = np.concatenate([np.asarray(Image.open(p)).ravel() for p in run_dir.labels_dir("g0/labels").glob("*.png")])
     assert 0.5 <= (labels != 255).mean() < 0.9  # each class's most confident half, and ties
+
+
+def test_students_train_with_their_own_augmentation(tiny_dataset, tmp_path, monkeypatch):
+    """M0 keeps train.scale_range and blur; students take the student_ ones (a noisier student)."""
+    import atso.running.runner as runner_module
+
+    built = []
+    real = runner_module.Augmentation
+
+    def recording(*args, **kwargs):
+        built.append(args[:3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "Augmentation", recording)
+    train = {"scale_range": [1.0, 1.0], "blur_probability": 0.0, "student_scale_range": [0.5, 2.0], "student_blur_probability": 0.3}
+    run_atso(tiny_config(tiny_dataset, train=train, teacher_student={"strategy": "stso", "generations": 2}), tmp_path / "run")
+    assert built[0] == ((1.0, 1.0), True, 0.0)  # M0
+    assert built[1:] and all(args == ((0.5, 2.0), True, 0.3) for args in built[1:])  # its students
+
+
+def test_pretrained_m0_starts_from_another_runs_model(tiny_dataset, tmp_path):
+    """model.pretrained: M0 fine-tunes the given model (at a vanishing lr it stays where it started)."""
+    supervised = {"strategy": "supervised", "generations": 0}
+    run_atso(tiny_config(tiny_dataset, teacher_student=supervised), tmp_path / "first")
+    source = RunDirectory(tmp_path / "first").model_path("g0/m0")
+    train = {"iterations": 2, "lr": 1e-12}
+    run_atso(tiny_config(tiny_dataset, teacher_student=supervised, train=train, model={"pretrained": str(source)}), tmp_path / "tuned")
+    run_atso(tiny_config(tiny_dataset, teacher_student=supervised, train=train), tmp_path / "scratch")
+    weights = {name: torch.load(RunDirectory(tmp_path / name).model_path("g0/m0"), weights_only=False)["state_dict"]
+               for name in ("first", "tuned", "scratch")}
+    conv = next(k for k in weights["first"] if k.endswith("weight") and weights["first"][k].dim() == 4)
+    assert torch.allclose(weights["tuned"][conv], weights["first"][conv], atol=1e-6)
+    assert not torch.allclose(weights["scratch"][conv], weights["first"][conv], atol=1e-3)
+    with pytest.raises(AtsoError, match="model.pretrained: .*not found"):
+        run_atso(tiny_config(tiny_dataset, teacher_student=supervised, model={"pretrained": str(tmp_path / "none.pt")}), tmp_path / "bad")

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from atso.checkpoints import ModelInfo, load_model, load_weights, save_model
+from atso.checkpoints import ModelInfo, load_model, load_pretrained, load_weights, save_model
 from atso.config import Config
 from atso.data.datasets import TrainingDataset, TrainingPair
 from atso.data.description import DatasetDescription, load_description
@@ -225,12 +225,15 @@ class Runner:
         model = self.build_network()
         if job.init is not None:
             model.load_state_dict(load_weights(self.run_dir.model_path(job.init)))
+        elif config.model.pretrained is not None:
+            load_pretrained(model, config.model.pretrained)
         settings = self.training_settings(job)
+        scale, blur = config.train.augmentation(student=job.init is not None)
         dataset = TrainingDataset(
             pairs,
             self.description,
             config.data.input_size,
-            Augmentation(config.train.scale_range, config.train.hflip, config.train.blur_probability, self.description.ignore_index),
+            Augmentation(scale, config.train.hflip, blur, self.description.ignore_index),
             batch_size=config.train.batch_size,
             seed=seed,
             labeled_share=config.train.labeled_share,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from atso.checkpoints import load_weights, save_model
+from atso.checkpoints import load_pretrained, load_weights, save_model
 from atso.data.volume_slices import SliceAugmentation, SliceTrainingDataset, VolumePair, read_pseudo_label_volume
 from atso.data.volumes import read_label_volume
 from atso.evaluation.metrics import mean_of_defined
@@ -49,6 +49,8 @@ def train_volume_model(runner: Runner, job: TrainJob) -> dict[str, Any]:
     assert isinstance(model, ViewNetworks)
     if job.init is not None:
         model.load_state_dict(load_weights(runner.run_dir.model_path(job.init)))
+    elif config.model.pretrained is not None:
+        load_pretrained(model, config.model.pretrained)
     settings = runner.training_settings(job)
     job_dir = runner.run_dir.job_dir(job.id)
     make_folder(job_dir)
@@ -64,7 +66,7 @@ def train_volume_model(runner: Runner, job: TrainJob) -> dict[str, Any]:
         torch.manual_seed(network_seed)
         dataset = SliceTrainingDataset(
             pairs, runner.description, config.data.volume, model.views_of(key), config.data.input_size,
-            SliceAugmentation(config.train.scale_range, config.train.hflip, runner.description.ignore_index),
+            SliceAugmentation(config.train.augmentation(student=job.init is not None)[0], config.train.hflip, runner.description.ignore_index),
             batch_size=config.train.batch_size, seed=network_seed, labeled_share=config.train.labeled_share,
         )
         slices += len(dataset)
