@@ -52,10 +52,10 @@ def test_pretrained_weights_load_or_say_why_not(tmp_path):
     target = build_model("small_unet", 11, base_channels=4, depth=2)
     load_pretrained(target, tmp_path / "model.pt")
     assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
-    with pytest.raises(AtsoError, match="model.pretrained: .*missing.pt not found"):
+    with pytest.raises(AtsoError, match="model.pretrained: .*missing.pt: checkpoint not found"):
         load_pretrained(target, tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"garbage")
-    with pytest.raises(AtsoError, match="model.pretrained: cannot read .*junk.pt"):
+    with pytest.raises(AtsoError, match="model.pretrained: .*junk.pt: cannot read"):
         load_pretrained(target, tmp_path / "junk.pt")
-    with pytest.raises(AtsoError, match="model.pretrained: .*model.pt does not fit"):
+    with pytest.raises(AtsoError, match="model.pretrained: .*model.pt: does not fit"):
         load_pretrained(build_model("small_unet", 3, base_channels=4, depth=2), tmp_path / "model.pt")

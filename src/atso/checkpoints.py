@@ -56,6 +56,20 @@ def read_model_info(payload: dict[str, Any], path: Path) -> ModelInfo:
         raise AtsoError(f"{path}: not an atso model file ({exc}); pass a model.pt written by atso") from exc
 
 
+def _read_model_file(path: Path, setting: str = "") -> dict[str, Any]:
+    """The payload of an atso model file; ``setting`` (e.g. ``model.pretrained``) leads any error."""
+    lead = f"{setting}: " if setting else ""
+    if not path.is_file():
+        raise AtsoError(f"{lead}{path}: checkpoint not found; pass a model.pt written by atso")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a corrupt file
+        raise AtsoError(f"{lead}{path}: cannot read checkpoint ({exc.__class__.__name__}); it may be truncated") from exc
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise AtsoError(f"{lead}{path}: not an atso model file; pass a model.pt written by atso")
+    return payload
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
     """Rebuild a network from a model file, in eval mode on ``device``.
 
@@ -65,14 +79,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     from atso.models import build_model
 
     path = Path(path)
-    if not path.is_file():
-        raise AtsoError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise AtsoError(f"{path}: cannot read checkpoint ({exc.__class__.__name__}); it may be truncated") from exc
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise AtsoError(f"{path}: not an atso model file; pass a model.pt written by atso")
+    payload = _read_model_file(path)
     info = read_model_info(payload, path)
     options = {k: v for k, v in info.options.items() if k != "pretrained_backbone"}
     volume = info.extra.get("volume")
@@ -101,20 +108,12 @@ def load_pretrained(model: torch.nn.Module, path: Path) -> None:
     Raises:
         AtsoError: the file is missing, not an atso model file, or holds another network or class count.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AtsoError(f"model.pretrained: {path} not found; point it at a model.pt written by atso run")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise AtsoError(f"model.pretrained: cannot read {path} ({exc.__class__.__name__}); it may be truncated") from exc
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-        raise AtsoError(f"model.pretrained: {path} is not an atso model file; pass a model.pt written by atso run")
+    payload = _read_model_file(Path(path), "model.pretrained")
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise AtsoError(
-            f"model.pretrained: {path} does not fit this model.name/options and class count ({first}); "
+            f"model.pretrained: {path}: does not fit this model.name/options and class count ({first}); "
             "use a model trained with the same network and dataset description"
         ) from exc
