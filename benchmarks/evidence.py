@@ -2,8 +2,11 @@
 
 Each experiment runs ``atso compare`` (supervised-only M0, self-learning, STSO, ATSO over T
 generations) for every seed, plus a full-supervision run (every training sample labeled) as the
-upper bound and a supervised-only run trained as long as that bound (how much of the gap is labels,
-not training length), then writes ``results.json`` and ``results.md`` beside the run directories:
+upper bound and a supervised-only control trained as long as that bound (how much of the gap is
+labels, not training length), then writes ``results.json`` and ``results.md`` beside the run
+directories. Where an experiment has a ``finetune`` stage, the bound and the control are M0 plus a
+student's own schedule on true labels only (``model.pretrained``), so what a strategy adds over the
+control is what its pseudo-labels add:
 
 * final test accuracy per strategy, mean ± std over seeds (self-learning and STSO: their last
   generation; ATSO: the final model of Algorithm 1, and the mean of its last students);
@@ -99,6 +102,7 @@ EXPERIMENTS = {
             "train.iterations=800", "train.lr=0.01", "train.scale_range=[0.75,1.5]", "train.blur_probability=0.2",
         ),
         seeds=(0, 1, 2),
+        shared_full=True,
         note="CamVid, 46 of 367 training images labeled (1/8), scored on CamVid val (101 images), mIoU over 11 classes.",
     ),
     "left-atrium-8": Experiment(
