@@ -249,8 +249,9 @@ def summarise_seed(
             result["volumes"]["full"] = _volume_scores(next(r for r in full_records if r["strategy"] == "shared"))
         gap = (result["full"] or 0) - (result["supervised"] or 0)
         result["gap_closure"] = {
-            s: (result[s] - result["supervised"]) / gap if gap > 0 and result[s] is not None else None
-            for s in _rows(strategies, result)
+            s: (result[s] - result["supervised"]) / gap if gap > 0 and result.get(s) is not None else None
+            # The control's own closure: how much of the gap its schedule closes without a pseudo-label.
+            for s in ("supervised-long", *_rows(strategies, result))
         }
     return result
 
@@ -300,7 +301,7 @@ def aggregate(name: str, experiment: Experiment, seeds: dict[int, dict[str, Any]
             summary["final"][row] = _mean_std([per_seed[0].get(row)])
     if experiment.full:
         summary["gap_closure"] = {
-            s: _mean_std([seed.get("gap_closure", {}).get(s) for seed in per_seed]) for s in _rows(strategies, per_seed[0])
+            s: _mean_std([seed.get("gap_closure", {}).get(s) for seed in per_seed]) for s in (*long, *_rows(strategies, per_seed[0]))
         }
         if long:
             summary["gap_at_equal_training"] = _mean_std([s.get("full") - s["supervised-long"] for s in per_seed if s.get("full") is not None])

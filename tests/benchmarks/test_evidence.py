@@ -65,7 +65,7 @@ def test_equal_training_control_is_a_row_and_a_gap():
     assert summary["final"]["supervised-long"]["mean"] == pytest.approx(0.56)
     assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.04)
     markdown = evidence.render_markdown(summary, "cmd", "abc", {})
-    assert "| supervised only, trained as long as the full bound | 56.00 ± 1.41 |  |" in markdown
+    assert "| supervised only, trained as long as the full bound | 56.00 ± 1.41 | 80.00 ± 7.07 % |" in markdown  # its own closure
     assert "Gap at equal training (full - supervised trained as long): 4.00 ± 1.41; gap to M0: 20.00 ± 0.00." in markdown
 
 
@@ -128,6 +128,7 @@ def test_a_finetune_stage_follows_the_bound_and_m0(tmp_path, monkeypatch):
     summary = json.loads((out / "results.json").read_text())
     assert summary["per_seed"]["0"]["full"] == 0.62 and summary["per_seed"]["0"]["full-m0"] == 0.58
     assert summary["gap_closure"]["atso"]["mean"] == pytest.approx((0.52 - 0.40) / (0.62 - 0.40))
+    assert summary["gap_closure"]["supervised-long"]["mean"] == pytest.approx((0.44 - 0.40) / (0.62 - 0.40))
     assert summary["over_control"]["atso"]["mean"] == pytest.approx(0.52 - 0.44)
     markdown = (out / "results.md").read_text()
     assert "| full supervision, fine-tuned like a student (upper bound) | 62.00 |" in markdown
