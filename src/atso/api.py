@@ -70,8 +70,6 @@ def _preflight_volumes(runner: Runner) -> None:
     runner.build_network()
     if runner.config.teacher_student.pseudo_labels == "super" or "super" in runner.config.teacher_student.compare_pseudo_labels:
         raise AtsoError("teacher_student.pseudo_labels: 'super' is for 2D images; volumes use full-class labels")
-    if runner.config.train.mix != "none":
-        raise AtsoError(f"train.mix: {runner.config.train.mix} mixes 2D images and is not done for volume slices; set it to none")
     split = runner.split
     for sample in split.labeled + split.test + split.reference:
         shape = read_volume(sample.image).shape

@@ -131,6 +131,32 @@ class ModelConfig(_Section):
     )
 
 
+class StrongAugmentationConfig(_Section):
+    """Students' strong view of pseudo-labeled samples; M0 and ground-truth samples keep the weak pipeline.
+
+    Images get colour jitter, grayscale and blur; volume slices (MRI, CT) get intensity gain, bias,
+    gamma and noise. CutMix between pseudo-labeled samples is ``train.mix``. Without this perturbation a
+    student fed its teacher's labels on the teacher's own inputs learns to copy them (lazy mimicking).
+    """
+
+    enabled: bool = Field(default=True, description="perturb pseudo-labeled samples of students")
+    jitter: float = Field(default=0.5, ge=0, le=1, description="images: brightness/contrast/saturation in [1-j, 1+j], hue +-j/2")
+    jitter_probability: float = Field(default=0.8, ge=0, le=1, description="images: chance of colour jitter")
+    grayscale_probability: float = Field(default=0.2, ge=0, le=1, description="images: chance of grayscale")
+    blur_probability: float = Field(default=0.5, ge=0, le=1, description="images: chance of a Gaussian blur")
+    gain: float = Field(default=0.25, ge=0, lt=1, description="slices: intensity factor in [1-g, 1+g]")
+    bias: float = Field(default=0.25, ge=0, description="slices: intensity offset in [-b, b] standard deviations")
+    gamma: tuple[float, float] = Field(default=(0.7, 1.5), description="slices: power of the [0, 1]-rescaled slice")
+    noise: float = Field(default=0.1, ge=0, description="slices: Gaussian noise of up to this many standard deviations")
+    intensity_probability: float = Field(default=0.8, ge=0, le=1, description="slices: chance of each intensity change")
+
+    @model_validator(mode="after")
+    def _check_gamma(self) -> "StrongAugmentationConfig":
+        if not 0 < self.gamma[0] <= self.gamma[1]:
+            raise ValueError("gamma must be (low, high) with 0 < low <= high, e.g. [0.7, 1.5]")
+        return self
+
+
 class TrainConfig(_Section):
     """The paper's recipe: SGD with momentum, poly learning rate, cross-entropy with ignore."""
 
@@ -151,11 +177,15 @@ class TrainConfig(_Section):
     seed: int = 0
     checkpoint_every: int = Field(default=100, ge=1)
     mix: Literal["none", "cutmix", "classmix"] = Field(
-        default="none", description="students: paste a box (cutmix) or half the classes (classmix) between pseudo-labeled images"
+        default="cutmix", description="students: paste a box (cutmix) or half the classes (classmix) between pseudo-labeled samples"
+    )
+    mix_probability: float = Field(default=0.5, ge=0, le=1, description="students: chance that a pseudo-labeled sample is mixed")
+    strong: StrongAugmentationConfig = Field(
+        default_factory=StrongAugmentationConfig, description="students: the strong view of pseudo-labeled samples"
     )
     labeled_share: float | None = Field(
-        default=None, gt=0, lt=1,
-        description="students: share of each batch drawn from S, the rest from pseudo-labels; default: S and R pooled",
+        default=0.5, gt=0, lt=1,
+        description="students: share of each batch drawn from S, the rest from pseudo-labels; null pools S and R",
     )
 
     @model_validator(mode="after")

@@ -185,3 +185,51 @@ def test_mixing_touches_only_pseudo_labeled_items_and_is_repeatable(tmp_path, mi
                 assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
             changed += not torch.equal(a[0], b[0])
     assert changed > 0
+
+
+def _mixed_pairs(tmp_path):
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(6):
+        image, mask = tmp_path / f"i{i}.png", tmp_path / f"m{i}.png"
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(image)
+        write_label_png(mask, np.full((8, 8), i % 3, np.uint8), [(0, 0, 0)] * 3)
+        pairs.append(TrainingPair(f"p{i}", image, mask, i >= 2))
+    return pairs
+
+
+def test_strong_view_perturbs_pseudo_labeled_images_only_and_keeps_their_labels(tmp_path):
+    from atso.data.transforms import StrongPhotometric
+
+    pairs = _mixed_pairs(tmp_path)
+    weak = Augmentation(scale_range=(1, 1), hflip=False)
+    strong = StrongPhotometric(jitter_probability=1.0, grayscale_probability=0.0, blur_probability=0.0)
+    perturbed = TrainingDataset(pairs, DESCRIPTION, (8, 8), weak, 4, 0, strong=strong)
+    plain = TrainingDataset(pairs, DESCRIPTION, (8, 8), weak, 4, 0)
+    changed = 0
+    for iteration in range(6):
+        for slot in range(4):
+            index = plain.pair_index(iteration, slot)
+            (a, la), (b, lb) = perturbed[(iteration, slot)], plain[(iteration, slot)]
+            assert torch.equal(la, lb)  # photometric only: the labels still fit
+            assert torch.equal(a, perturbed[(iteration, slot)][0])  # the same on every call
+            if pairs[index].target_is_pseudo:
+                changed += not torch.equal(a, b)
+            else:
+                assert torch.equal(a, b)
+    assert changed > 0
+
+
+def test_mix_probability_mixes_about_that_share_of_pseudo_labeled_items(tmp_path):
+    pairs = _mixed_pairs(tmp_path)
+    weak = Augmentation(scale_range=(1, 1), hflip=False)
+    plain = TrainingDataset(pairs, DESCRIPTION, (8, 8), weak, 4, 0)
+    shares = {}
+    for probability in (0.0, 0.5, 1.0):
+        mixed = TrainingDataset(pairs, DESCRIPTION, (8, 8), weak, 4, 0, mix="cutmix", mix_probability=probability)
+        pseudo = [(it, slot) for it in range(50) for slot in range(4) if pairs[plain.pair_index(it, slot)].target_is_pseudo]
+        shares[probability] = np.mean([not torch.equal(mixed[key][0], plain[key][0]) for key in pseudo])
+    assert shares[0.0] == 0.0
+    # An item is left unchanged also when its partner is itself (1 in 4 here).
+    assert shares[1.0] > 0.6
+    assert 0.35 < shares[0.5] / shares[1.0] < 0.65

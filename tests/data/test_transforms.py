@@ -133,3 +133,36 @@ def test_classmix_takes_whole_classes_and_mix_pastes_them():
     mixed_image, mixed_labels = mix_pair(image, np.full((2, 4), 7, np.uint8), other, labels, mask)
     assert (mixed_image[mask] == 9).all() and (mixed_image[~mask] == 0).all()
     assert (mixed_labels[mask] == labels[mask]).all() and (mixed_labels[~mask] == 7).all()
+
+
+def test_strong_photometric_changes_colours_not_geometry_and_repeats_with_its_seed():
+    from atso.data.transforms import StrongPhotometric
+
+    image = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    strong = StrongPhotometric(jitter=0.5, jitter_probability=1.0, grayscale_probability=0.0, blur_probability=0.0)
+    first = strong(image, np.random.default_rng(7))
+    assert first.shape == image.shape and first.dtype == np.uint8
+    assert not np.array_equal(first, image)
+    assert np.array_equal(first, strong(image, np.random.default_rng(7)))
+    assert not np.array_equal(first, strong(image, np.random.default_rng(8)))
+
+
+def test_strong_photometric_grayscale_makes_channels_equal_and_nothing_asked_changes_nothing():
+    from atso.data.transforms import StrongPhotometric
+
+    image = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    gray = StrongPhotometric(jitter_probability=0.0, grayscale_probability=1.0, blur_probability=0.0)(
+        image, np.random.default_rng(0)
+    )
+    assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 1], gray[..., 2])
+    untouched = StrongPhotometric(jitter_probability=0.0, grayscale_probability=0.0, blur_probability=0.0)
+    assert np.array_equal(untouched(image, np.random.default_rng(0)), image)
+
+
+def test_strong_photometric_from_config_honours_enabled():
+    from atso.config import StrongAugmentationConfig
+    from atso.data.transforms import StrongPhotometric
+
+    assert StrongPhotometric.from_config(StrongAugmentationConfig(enabled=False)) is None
+    made = StrongPhotometric.from_config(StrongAugmentationConfig(jitter=0.3, blur_probability=0.1))
+    assert made == StrongPhotometric(0.3, 0.8, 0.2, 0.1)

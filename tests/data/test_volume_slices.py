@@ -80,3 +80,40 @@ def test_labeled_share_draws_slices_of_ground_truth_volumes_first(tmp_path):
     assert dataset.stream.labeled == [0, 1] and dataset.stream.pseudo == [2, 3]
     assert all(dataset.stream.index(it, 0) in (0, 1) for it in range(10))
     assert all(dataset.stream.index(it, slot) in (2, 3) for it in range(10) for slot in (1, 2, 3))
+
+
+def test_intensity_jitter_keeps_the_shape_repeats_with_its_seed_and_can_do_nothing():
+    from atso.data.volume_slices import SliceIntensityJitter
+
+    image = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (3, 16, 16)).astype(np.float32))
+    jitter = SliceIntensityJitter(probability=1.0)
+    first = jitter(image, np.random.default_rng(5))
+    assert first.shape == image.shape and first.dtype == image.dtype
+    assert not torch.equal(first, image)
+    assert torch.equal(first, jitter(image, np.random.default_rng(5)))
+    assert torch.equal(SliceIntensityJitter(probability=0.0)(image, np.random.default_rng(5)), image)
+    gain_only = SliceIntensityJitter(gain=0.5, bias=0.0, gamma=(1.0, 1.0), noise=0.0, probability=1.0)
+    ratio = gain_only(image, np.random.default_rng(1)) / image
+    assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), atol=1e-4)  # one factor for the whole slice
+
+
+def test_strong_view_and_mixing_touch_pseudo_labeled_slices_only(tmp_path):
+    from atso.data.volume_slices import SliceIntensityJitter
+
+    truth, _ = _pair(tmp_path, "a")
+    pseudo, _ = _pair(tmp_path, "b", pseudo=True)
+    pairs, settings = [truth, pseudo], VolumeConfig(empty_ratio=1.0)
+    plain = SliceTrainingDataset(pairs, DESCRIPTION, settings, ["axial"], (16, 16), SliceAugmentation(), 4, 0)
+    strong = SliceTrainingDataset(
+        pairs, DESCRIPTION, settings, ["axial"], (16, 16), SliceAugmentation(), 4, 0,
+        mix="cutmix", mix_probability=1.0, strong=SliceIntensityJitter(probability=1.0),
+    )
+    changed = 0
+    for iteration in range(8):
+        for slot in range(4):
+            (a, la), (b, lb) = strong[(iteration, slot)], plain[(iteration, slot)]
+            if plain.stream.index(iteration, slot) in plain.stream.labeled:
+                assert torch.equal(a, b) and torch.equal(la, lb)
+            else:
+                changed += not torch.equal(a, b)
+    assert changed > 0

@@ -172,9 +172,9 @@ def test_bad_volumes_fail_before_training_with_one_line(tmp_path, capsys, damage
 def test_options_for_images_only_are_refused_for_volumes(tmp_path, capsys):
     root = write_volume_dataset(tmp_path / "blobs", 10)
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(tiny_volume_config(root, train={"mix": "cutmix"})))
+    path.write_text(yaml.safe_dump(tiny_volume_config(root, teacher_student={"pseudo_labels": "super"})))
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
-    assert "train.mix: cutmix" in capsys.readouterr().err
+    assert "teacher_student.pseudo_labels: 'super' is for 2D images" in capsys.readouterr().err
 
 
 def test_class_balanced_selection_on_fused_volumes(tmp_path):

@@ -12,7 +12,16 @@ from torch.utils.data import Dataset
 from atso.data.description import DatasetDescription
 from atso.data.images import read_image, read_label_map, read_mask
 from atso.data.samples import Sample
-from atso.data.transforms import Augmentation, classmix_mask, cutmix_mask, mix_pair, resize_image, resize_labels, to_tensor
+from atso.data.transforms import (
+    Augmentation,
+    StrongPhotometric,
+    classmix_mask,
+    cutmix_mask,
+    mix_pair,
+    resize_image,
+    resize_labels,
+    to_tensor,
+)
 
 
 def stream_index(seed: int, iteration: int, slot: int, batch_size: int, count: int, stream: int | None = None) -> int:
@@ -71,8 +80,10 @@ class TrainingDataset(Dataset):
     Each epoch is a seeded permutation of the pairs, so where training stops and restarts changes nothing.
     Images are resized once to the input size and kept in memory (``cache``).
 
-    With ``mix`` (``cutmix`` or ``classmix``) each pseudo-labeled item gets a box, or half the classes, of
-    another pseudo-labeled item pasted in: the strong augmentation the paper's appendix adds to ATSO.
+    With ``mix`` (``cutmix`` or ``classmix``) a pseudo-labeled item gets, with ``mix_probability``, a box or
+    half the classes of another pseudo-labeled item pasted in: the strong augmentation the paper's appendix
+    adds to ATSO. With ``strong``, every pseudo-labeled image (and its mixing partner) is also jittered in
+    colour, grayed or blurred; ground-truth items keep the weak pipeline alone.
 
     With ``labeled_share``, that share of every batch comes from the ground-truth pairs and the rest
     from the pseudo-labeled ones, each its own seeded stream, so a small S is not diluted by a large R.
@@ -89,12 +100,16 @@ class TrainingDataset(Dataset):
         cache: bool = True,
         labeled_share: float | None = None,
         mix: str = "none",
+        mix_probability: float = 1.0,
+        strong: StrongPhotometric | None = None,
     ) -> None:
         if not pairs:
             raise ValueError("a training set needs at least one pair")
         if mix not in ("none", "cutmix", "classmix"):
             raise ValueError(f"mix must be none, cutmix or classmix, got {mix!r}")
         self.mix = mix
+        self.mix_probability = mix_probability
+        self.strong = strong
         self.stream = BatchStream(seed, batch_size, [not pair.target_is_pseudo for pair in pairs], labeled_share)
         self.pseudo = self.stream.pseudo
         self.pairs = pairs
@@ -140,15 +155,29 @@ class TrainingDataset(Dataset):
         image, target = self.load(index)
         rng = np.random.default_rng([self.seed, iteration, slot, 1])
         image, target = self.augmentation(image, target, rng)
-        if self.mix != "none" and self.pairs[index].target_is_pseudo:
-            mix_rng = np.random.default_rng([self.seed, iteration, slot, 2])
-            other_image, other_target = self.augmentation(*self.load(self.pseudo[int(mix_rng.integers(len(self.pseudo)))]), mix_rng)
-            if self.mix == "cutmix":
-                mask = cutmix_mask(target.shape, mix_rng)
-            else:
-                mask = classmix_mask(other_target, mix_rng, self.description.ignore_index)
-            image, target = mix_pair(image, target, other_image, other_target, mask)
+        if self.pairs[index].target_is_pseudo:
+            image, target = self._perturb_pseudo(image, target, iteration, slot)
         return to_tensor(image), torch.from_numpy(target.astype(np.int64))
+
+    def _perturb_pseudo(
+        self, image: np.ndarray, target: np.ndarray, iteration: int, slot: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A pseudo-labeled item's strong view: photometric noise, then a mixing partner pasted in."""
+        if self.strong is not None:
+            image = self.strong(image, np.random.default_rng([self.seed, iteration, slot, 3]))
+        if self.mix == "none":
+            return image, target
+        mix_rng = np.random.default_rng([self.seed, iteration, slot, 2])
+        if self.mix_probability < 1 and mix_rng.random() >= self.mix_probability:
+            return image, target
+        other_image, other_target = self.augmentation(*self.load(self.pseudo[int(mix_rng.integers(len(self.pseudo)))]), mix_rng)
+        if self.strong is not None:
+            other_image = self.strong(other_image, np.random.default_rng([self.seed, iteration, slot, 4]))
+        if self.mix == "cutmix":
+            mask = cutmix_mask(target.shape, mix_rng)
+        else:
+            mask = classmix_mask(other_target, mix_rng, self.description.ignore_index)
+        return mix_pair(image, target, other_image, other_target, mask)
 
 
 class IterationBatches(torch.utils.data.Sampler):

@@ -1,4 +1,4 @@
-"""Resizing, the paper's basic augmentations (scale + crop, flip, blur), and normalisation."""
+"""Resizing, the paper's basic augmentations (scale + crop, flip, blur), students' strong ones, and normalisation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter
+
+from atso.config import StrongAugmentationConfig
 
 # ImageNet statistics: what pretrained backbones expect, and harmless for networks trained from scratch.
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -102,3 +104,63 @@ def mix_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Paste ``other`` onto a sample where ``mask`` holds: image and labels alike."""
     return np.where(mask[..., None], other_image, image), np.where(mask, other_labels, labels)
+
+
+@dataclass(frozen=True)
+class StrongPhotometric:
+    """Colour jitter, grayscale and blur of a uint8 RGB image: the strong view of a pseudo-labeled image.
+
+    A student that sees its teacher's labels on the very images the teacher saw learns to copy them
+    (lazy mimicking); perturbing what the student sees, never the label, is what makes offline
+    self-training pay (Noisy Student; ST++ and UniMatch's colour jitter 0.5, grayscale 0.2, blur 0.5).
+
+    Args:
+        jitter: brightness, contrast and saturation factors are drawn from ``[1 - jitter, 1 + jitter]``,
+            the hue shift from ``[-jitter / 2, jitter / 2]`` of a turn; applied in a random order.
+        jitter_probability: chance that an image is jittered at all.
+        grayscale_probability: chance that it is turned gray.
+        blur_probability: chance of a Gaussian blur of radius 0.1-2 pixels.
+    """
+
+    jitter: float = 0.5
+    jitter_probability: float = 0.8
+    grayscale_probability: float = 0.2
+    blur_probability: float = 0.5
+
+    @classmethod
+    def from_config(cls, strong: StrongAugmentationConfig) -> StrongPhotometric | None:
+        """The images' strong view a config asks for; None where it is switched off."""
+        if not strong.enabled:
+            return None
+        return cls(strong.jitter, strong.jitter_probability, strong.grayscale_probability, strong.blur_probability)
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The perturbed image; the geometry is unchanged, so the labels still fit."""
+        # Every draw is made whether or not it is used, so one option never shifts another's randomness.
+        jitter = rng.random() < self.jitter_probability
+        order = rng.permutation(4)
+        factors = rng.uniform(max(0.0, 1.0 - self.jitter), 1.0 + self.jitter, size=3)
+        hue = float(rng.uniform(-self.jitter / 2, self.jitter / 2))
+        gray = rng.random() < self.grayscale_probability
+        blur = rng.random() < self.blur_probability
+        radius = float(rng.uniform(0.1, 2.0))
+        picture = Image.fromarray(np.ascontiguousarray(image))
+        if jitter and self.jitter > 0:
+            for step in order:
+                if step == 3:
+                    picture = _shift_hue(picture, hue)
+                else:
+                    enhancer = (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)[step]
+                    picture = enhancer(picture).enhance(float(factors[step]))
+        if gray:
+            picture = picture.convert("L").convert("RGB")
+        if blur:
+            picture = picture.filter(ImageFilter.GaussianBlur(radius))
+        return np.asarray(picture)
+
+
+def _shift_hue(picture: Image.Image, turn: float) -> Image.Image:
+    """Rotate the hue of an RGB image by ``turn`` of a full circle."""
+    hsv = np.asarray(picture.convert("HSV")).copy()
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + int(round(turn * 255))) % 256
+    return Image.fromarray(hsv, mode="HSV").convert("RGB")

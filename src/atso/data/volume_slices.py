@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from atso.config import VolumeConfig
+from atso.config import StrongAugmentationConfig, VolumeConfig
 from atso.data.datasets import BatchStream
 from atso.data.description import DatasetDescription
 from atso.data.images import _check_labels
 from atso.data.resampling import resample_to_spacing
 from atso.data.slicing import select_training_slices, slice_volume
+from atso.data.transforms import classmix_mask, cutmix_mask
 from atso.data.volumes import Volume, normalise, read_label_volume, read_volume
 from atso.errors import AtsoError
 
@@ -98,12 +99,68 @@ class SliceAugmentation:
         return image.contiguous(), labels.contiguous()
 
 
+@dataclass(frozen=True)
+class SliceIntensityJitter:
+    """Intensity gain, bias, gamma and noise of a float slice: the strong view of a pseudo-labeled slice.
+
+    MRI and CT have no colour to jitter; what varies between scanners and protocols is the intensity
+    scale, offset and curve, and the noise (nnU-Net's intensity augmentations, drawn more often here).
+    Bias and noise are in units of the slice's own standard deviation, so they mean the same after any
+    normalisation.
+
+    Args:
+        gain: multiply by a factor from ``[1 - gain, 1 + gain]``.
+        bias: add an offset from ``[-bias, bias]`` standard deviations.
+        gamma: raise the slice, rescaled to [0, 1], to a power from this range, then scale it back.
+        noise: add Gaussian noise of a standard deviation from ``[0, noise]`` standard deviations.
+        probability: chance of each of the four, drawn independently.
+    """
+
+    gain: float = 0.25
+    bias: float = 0.25
+    gamma: tuple[float, float] = (0.7, 1.5)
+    noise: float = 0.1
+    probability: float = 0.8
+
+    @classmethod
+    def from_config(cls, strong: StrongAugmentationConfig) -> SliceIntensityJitter | None:
+        """The slices' strong view a config asks for; None where it is switched off."""
+        if not strong.enabled:
+            return None
+        return cls(strong.gain, strong.bias, tuple(strong.gamma), strong.noise, strong.intensity_probability)
+
+    def __call__(self, image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """The perturbed ``(C, H, W)`` slice; the geometry is unchanged, so the labels still fit."""
+        # Every draw is made whether or not it is used, so one option never shifts another's randomness.
+        chosen = rng.random(4) < self.probability
+        gain = float(rng.uniform(1.0 - self.gain, 1.0 + self.gain))
+        bias = float(rng.uniform(-self.bias, self.bias))
+        power = float(rng.uniform(*self.gamma))
+        sigma = float(rng.uniform(0.0, self.noise))
+        noise_seed = int(rng.integers(2**31))
+        scale = float(image.std()) or 1.0
+        image = image.clone()
+        if chosen[2]:
+            low, high = float(image.min()), float(image.max())
+            if high > low:
+                image = ((image - low) / (high - low)).pow(power) * (high - low) + low
+        if chosen[0]:
+            image = image * gain
+        if chosen[1]:
+            image = image + bias * scale
+        if chosen[3] and sigma > 0:
+            generator = torch.Generator().manual_seed(noise_seed)
+            image = image + torch.randn(image.shape, generator=generator, dtype=image.dtype) * (sigma * scale)
+        return image
+
+
 class SliceTrainingDataset(Dataset):
     """Item ``(iteration, slot)`` of a batch stream over the training slices of some views of some volumes.
 
     Every slice with foreground is kept, plus a seeded share (``empty_ratio``) of the background-only
-    ones; slices are cut once, resized to the input size and kept in memory. ``labeled_share`` as in
-    :class:`atso.data.datasets.TrainingDataset`.
+    ones; slices are cut once, resized to the input size and kept in memory. ``labeled_share``, ``mix``,
+    ``mix_probability`` and ``strong`` (here a :class:`SliceIntensityJitter`) as in
+    :class:`atso.data.datasets.TrainingDataset`: they perturb the slices of pseudo-labeled volumes only.
     """
 
     def __init__(
@@ -117,9 +174,15 @@ class SliceTrainingDataset(Dataset):
         batch_size: int,
         seed: int,
         labeled_share: float | None = None,
+        mix: str = "none",
+        mix_probability: float = 1.0,
+        strong: SliceIntensityJitter | None = None,
     ) -> None:
         if not pairs:
             raise ValueError("a training set needs at least one volume")
+        if mix not in ("none", "cutmix", "classmix"):
+            raise ValueError(f"mix must be none, cutmix or classmix, got {mix!r}")
+        self.mix, self.mix_probability, self.strong = mix, mix_probability, strong
         self.description = description
         self.batch_size = batch_size
         self.seed = seed
@@ -150,6 +213,7 @@ class SliceTrainingDataset(Dataset):
         self.images = np.concatenate(images)
         self.labels = np.concatenate(labels)
         self.stream = BatchStream(seed, batch_size, from_labeled, labeled_share)
+        self._pseudo_set = frozenset(self.stream.pseudo)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -158,6 +222,33 @@ class SliceTrainingDataset(Dataset):
         iteration, slot = key
         index = self.stream.index(iteration, slot)
         rng = np.random.default_rng([self.seed, iteration, slot, 1])
+        image, labels = self._slice(index, rng)
+        if index in self._pseudo_set:
+            image, labels = self._perturb_pseudo(image, labels, iteration, slot)
+        return image, labels
+
+    def _slice(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         image = torch.from_numpy(self.images[index])
         labels = torch.from_numpy(self.labels[index].astype(np.int64))
         return self.augmentation(image, labels, rng)
+
+    def _perturb_pseudo(
+        self, image: torch.Tensor, labels: torch.Tensor, iteration: int, slot: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A pseudo-labeled slice's strong view: intensity noise, then a mixing partner pasted in."""
+        if self.strong is not None:
+            image = self.strong(image, np.random.default_rng([self.seed, iteration, slot, 3]))
+        if self.mix == "none":
+            return image, labels
+        mix_rng = np.random.default_rng([self.seed, iteration, slot, 2])
+        if self.mix_probability < 1 and mix_rng.random() >= self.mix_probability:
+            return image, labels
+        other_image, other_labels = self._slice(self.stream.pseudo[int(mix_rng.integers(len(self.stream.pseudo)))], mix_rng)
+        if self.strong is not None:
+            other_image = self.strong(other_image, np.random.default_rng([self.seed, iteration, slot, 4]))
+        if self.mix == "cutmix":
+            mask = cutmix_mask(tuple(labels.shape), mix_rng)
+        else:
+            mask = classmix_mask(other_labels.numpy(), mix_rng, self.description.ignore_index)
+        where = torch.from_numpy(mask)
+        return torch.where(where[None], other_image, image), torch.where(where, other_labels, labels)

@@ -17,7 +17,7 @@ from atso.data.description import DatasetDescription, load_description
 from atso.data.images import read_label_map, read_mask
 from atso.data.samples import Sample, read_list_file, write_list_file
 from atso.data.splits import Split, build_split
-from atso.data.transforms import Augmentation
+from atso.data.transforms import Augmentation, StrongPhotometric
 from atso.errors import AtsoError
 from atso.evaluation.metrics import SegmentationScores, mean_of_defined
 from atso.inference.labeler import class_balanced_thresholds, label_samples
@@ -238,6 +238,8 @@ class Runner:
             seed=seed,
             labeled_share=config.train.labeled_share,
             mix=config.train.mix,
+            mix_probability=config.train.mix_probability,
+            strong=StrongPhotometric.from_config(config.train.strong),
         )
         job_dir = self.run_dir.job_dir(job.id)
         make_folder(job_dir)

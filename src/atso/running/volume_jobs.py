@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from atso.checkpoints import load_pretrained, load_weights, save_model
-from atso.data.volume_slices import SliceAugmentation, SliceTrainingDataset, VolumePair, read_pseudo_label_volume
+from atso.data.volume_slices import SliceAugmentation, SliceIntensityJitter, SliceTrainingDataset, VolumePair, read_pseudo_label_volume
 from atso.data.volumes import read_label_volume
 from atso.evaluation.metrics import mean_of_defined
 from atso.evaluation.volume_metrics import VolumeScores
@@ -68,6 +68,8 @@ def train_volume_model(runner: Runner, job: TrainJob) -> dict[str, Any]:
             pairs, runner.description, config.data.volume, model.views_of(key), config.data.input_size,
             SliceAugmentation(config.train.augmentation(student=job.init is not None)[0], config.train.hflip, runner.description.ignore_index),
             batch_size=config.train.batch_size, seed=network_seed, labeled_share=config.train.labeled_share,
+            mix=config.train.mix, mix_probability=config.train.mix_probability,
+            strong=SliceIntensityJitter.from_config(config.train.strong),
         )
         slices += len(dataset)
         name = f"{job.id}[{key}]"
