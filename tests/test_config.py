@@ -295,3 +295,17 @@ def test_students_augment_as_m0_unless_told_otherwise():
     noisy = config_from_dict(_minimal(train={"scale_range": [1.0, 1.0], "student_scale_range": [0.75, 1.5], "student_blur_probability": 0.2})).train
     assert noisy.augmentation(student=False) == ((1.0, 1.0), 0.0)
     assert noisy.augmentation(student=True) == ((0.75, 1.5), 0.2)
+
+
+def test_test_takes_a_list_of_sources_each_resolved_and_each_checked(tmp_path):
+    data = {"data": {
+        "train": {"root": "../data", "split": "train"},
+        "test": [{"root": "../data", "split": "val"}, {"root": "../data", "split": "train", "include": ["0006R0_f03"]}],
+    }}
+    config = load_config(_write_config(tmp_path / "configs", data))
+    assert [source.split for source in config.data.test] == ["val", "train"]
+    assert all(source.root == (tmp_path / "data").resolve() for source in config.data.test)
+    assert config.data.test[1].include == ["0006R0_f03"]
+    data["data"]["test"][1]["bogus"] = 1
+    with pytest.raises(AtsoError, match=r"unknown key 'data\.test\.1\.bogus'"):
+        load_config(_write_config(tmp_path / "configs", data))

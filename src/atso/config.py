@@ -96,7 +96,9 @@ class DataConfig(_Section):
     kind: Literal["image", "volume"] = Field(default="image", description="2D images, or 3D volumes (NIfTI)")
     volume: VolumeConfig = Field(default_factory=VolumeConfig, description="slicing and fusion, for kind: volume")
     train: SourceConfig = Field(description="samples split into the labeled set S and the reference set R")
-    test: SourceConfig | None = Field(default=None, description="held-out samples scored after each generation")
+    test: SourceConfig | list[SourceConfig] | None = Field(
+        default=None, description="held-out samples scored after each generation: one source or a list (several clips)"
+    )
     unlabeled: list[SourceConfig] = Field(default_factory=list, description="extra reference samples, no masks")
     labeled_count: int | None = Field(default=None, ge=1)
     labeled_fraction: float | None = Field(default=None, gt=0, le=1)
@@ -211,6 +213,15 @@ class TeacherStudentConfig(_Section):
     strategy: Literal["supervised", "self-learning", "stso", "atso"] = "atso"
     generations: int = Field(default=3, ge=0)
     folds: int = Field(default=2, ge=2)
+    fold_groups: Literal["sample", "sequence", "blocks"] = Field(
+        default="sample",
+        description=(
+            "what the fold split keeps together: each sample (a volume is its own group), each sequence "
+            "(the id up to fold_separator), or blocks of fold_block_size consecutive frames of a sequence"
+        ),
+    )
+    fold_block_size: int = Field(default=20, ge=1, description="frames per block, with fold_groups: blocks")
+    fold_separator: str = Field(default="_", min_length=1, description="ends a sequence name in a sample id (0016E5_07959)")
     confidence_threshold: float | None = Field(default=None, ge=0, le=1)
     class_balanced_keep: float | None = Field(
         default=None, gt=0, le=1,
@@ -307,8 +318,17 @@ class Config(_Section):
 
 
 def _describe_error(exc: ValidationError, source: str) -> AtsoError:
-    first = exc.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
+    errors = exc.errors()
+    first = errors[0]
+    # A field that takes one of several shapes (``data.test``: a source or a list) tags its errors
+    # with the shape tried, e.g. 'function-after[_one_layout(), SourceConfig]'. The deepest error is
+    # the shape the user meant (a list item's bad key, not "not a mapping"); the key is without the tag.
+    tagged = [error for error in errors if any(_is_shape_tag(part) for part in error["loc"])]
+    if first in tagged:
+        first = max(tagged, key=lambda error: len(error["loc"]))
+    loc = tuple(part for part in first["loc"] if not _is_shape_tag(part))
+    first = {**first, "loc": loc}
+    key = ".".join(str(part) for part in loc)
     if first["type"] == "extra_forbidden":
         parent = _section_for(first["loc"][:-1])
         allowed = ", ".join(parent.model_fields) if parent is not None else "see the docs"
@@ -318,6 +338,10 @@ def _describe_error(exc: ValidationError, source: str) -> AtsoError:
     message = first["msg"].replace("Value error, ", "")
     where = f"'{key}'" if key else "config"
     return AtsoError(f"{source}: {where}: {message}")
+
+
+def _is_shape_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part == "SourceConfig")
 
 
 def _section_for(loc: tuple) -> type[BaseModel] | None:
@@ -397,7 +421,9 @@ def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:
                 mapping[key] = str((base_dir / value).resolve())
 
     source_keys = ("root", "images", "masks", "list")
-    sources = [section.get("train"), section.get("test"), *(section.get("unlabeled") or [])]
+    test = section.get("test")
+    tests = test if isinstance(test, list) else [test]
+    sources = [section.get("train"), *tests, *(section.get("unlabeled") or [])]
     for source in sources:
         fix(source, source_keys)
         if isinstance(source, dict) and str(source.get("description", "")).endswith((".yaml", ".yml")):

@@ -108,3 +108,55 @@ def test_split_reference_concatenates_folds():
     samples = _samples(4)
     split = Split(labeled=samples[:1], reference_folds=[samples[1:2], samples[2:]], test=[])
     assert split.reference == samples[1:]
+
+
+def _video(sequences):
+    return [
+        Sample(f"{name}_{frame:05d}", Path(f"/data/{name}_{frame:05d}.png"))
+        for name, count in sequences.items()
+        for frame in range(0, 30 * count, 30)
+    ]
+
+
+def test_sequence_groups_take_the_id_up_to_the_separator():
+    from atso.data.splits import sample_groups
+
+    groups = sample_groups(_video({"0016E5": 3, "0006R0": 2}), "sequence")
+    assert groups == {
+        "0006R0_00000": "0006R0", "0006R0_00030": "0006R0",
+        "0016E5_00000": "0016E5", "0016E5_00030": "0016E5", "0016E5_00060": "0016E5",
+    }
+    assert sample_groups(_video({"a": 2}), "sample") == {"a_00000": "a_00000", "a_00030": "a_00030"}
+
+
+def test_blocks_are_consecutive_frames_within_a_sequence():
+    from atso.data.splits import sample_groups
+
+    groups = sample_groups(_video({"a": 5, "b": 3}), "blocks", block_size=2)
+    assert groups == {
+        "a_00000": "a#0", "a_00030": "a#0", "a_00060": "a#1", "a_00090": "a#1", "a_00120": "a#2",
+        "b_00000": "b#0", "b_00030": "b#0", "b_00060": "b#1",
+    }
+
+
+def test_grouped_folds_keep_every_group_whole_and_balance_the_sizes():
+    from atso.data.splits import sample_groups
+
+    samples = _video({"a": 40, "b": 25, "c": 17})
+    groups = sample_groups(samples, "blocks", block_size=5)
+    folds = split_folds(samples, 2, seed=3, groups=groups)
+    assert sorted(_ids(folds[0] + folds[1])) == sorted(_ids(samples))
+    fold_of = {s.id: k for k, fold in enumerate(folds) for s in fold}
+    for group in set(groups.values()):
+        assert len({fold_of[i] for i, g in groups.items() if g == group}) == 1
+    assert abs(len(folds[0]) - len(folds[1])) <= 5  # at most one block apart
+    assert split_folds(samples[::-1], 2, seed=3, groups=groups) == folds  # listing order does not matter
+    assert split_folds(samples, 2, seed=4, groups=groups) != folds
+
+
+def test_grouped_folds_need_as_many_groups_as_folds():
+    from atso.data.splits import sample_groups
+
+    samples = _video({"a": 4})
+    with pytest.raises(AtsoError, match="fold_groups: 2 folds need at least 2 groups"):
+        split_folds(samples, 2, groups=sample_groups(samples, "sequence"))

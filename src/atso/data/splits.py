@@ -57,19 +57,68 @@ def choose_labeled(
     return labeled, reference
 
 
-def split_folds(samples: list[Sample], folds: int, seed: int = 0) -> list[list[Sample]]:
-    """Partition samples into ``folds`` disjoint folds of near-equal size, deterministically by seed."""
+def sample_groups(samples: list[Sample], grouping: str = "sample", block_size: int = 20, separator: str = "_") -> dict[str, str]:
+    """The group of each sample id: the samples of one group always land in the same reference fold.
+
+    ATSO labels fold k with students that never trained on it. Frames of a video one second apart are
+    near-duplicates, so a fold drawn frame by frame is labeled by a student that trained on the frame
+    next door; grouping by sequence, or by blocks of consecutive frames, keeps that promise.
+
+    Args:
+        grouping: ``sample`` (each sample alone; a volume is its own group), ``sequence`` (the id up to
+            the first ``separator``: ``0016E5_07959`` -> ``0016E5``) or ``blocks`` (within a sequence,
+            ``block_size`` consecutive frames in id order).
+    """
+    if grouping == "sample":
+        return {sample.id: sample.id for sample in samples}
+    sequences: dict[str, list[str]] = {}
+    for sample in sorted(samples, key=lambda s: s.id):
+        sequences.setdefault(sample.id.split(separator, 1)[0], []).append(sample.id)
+    if grouping == "sequence":
+        return {sample_id: name for name, ids in sequences.items() for sample_id in ids}
+    if grouping != "blocks":
+        raise AtsoError(f"teacher_student.fold_groups: {grouping!r} is not one of sample, sequence, blocks")
+    return {
+        sample_id: f"{name}#{position // block_size}"
+        for name, ids in sequences.items()
+        for position, sample_id in enumerate(ids)
+    }
+
+
+def split_folds(
+    samples: list[Sample], folds: int, seed: int = 0, groups: dict[str, str] | None = None
+) -> list[list[Sample]]:
+    """Partition samples into ``folds`` disjoint folds of near-equal size, deterministically by seed.
+
+    With ``groups`` (sample id -> group), whole groups are dealt in a seeded order, each to the fold
+    that holds the fewest samples so far, so no group straddles two folds.
+    """
     if folds < 1:
         raise AtsoError(f"teacher_student.folds: {folds} must be at least 1")
-    if samples and folds > len(samples):
-        raise AtsoError(
-            f"teacher_student.folds: {folds} folds need at least {folds} reference samples, there are {len(samples)}"
-        )
     ordered = sorted(samples, key=lambda s: s.id)
-    order = np.random.default_rng([seed, folds]).permutation(len(ordered))
-    result: list[list[Sample]] = [[] for _ in range(folds)]
-    for rank, index in enumerate(order):
-        result[rank % folds].append(ordered[int(index)])
+    if groups is None:
+        if samples and folds > len(samples):
+            raise AtsoError(
+                f"teacher_student.folds: {folds} folds need at least {folds} reference samples, there are {len(samples)}"
+            )
+        order = np.random.default_rng([seed, folds]).permutation(len(ordered))
+        result: list[list[Sample]] = [[] for _ in range(folds)]
+        for rank, index in enumerate(order):
+            result[rank % folds].append(ordered[int(index)])
+        return [sorted(fold, key=lambda s: s.id) for fold in result]
+    members: dict[str, list[Sample]] = {}
+    for sample in ordered:
+        members.setdefault(groups[sample.id], []).append(sample)
+    if samples and folds > len(members):
+        raise AtsoError(
+            f"teacher_student.fold_groups: {folds} folds need at least {folds} groups of reference samples, there are "
+            f"{len(members)}; group by smaller blocks (teacher_student.fold_block_size) or use fewer folds"
+        )
+    names = sorted(members)
+    result = [[] for _ in range(folds)]
+    for index in np.random.default_rng([seed, folds, 1]).permutation(len(names)):
+        smallest = min(range(folds), key=lambda k: len(result[k]))
+        result[smallest].extend(members[names[int(index)]])
     return [sorted(fold, key=lambda s: s.id) for fold in result]
 
 
@@ -86,7 +135,8 @@ def build_split(config: Config) -> Split:
     )
     for source in config.data.unlabeled:
         reference += list_source(source, need_masks=False)
-    test = list_source(config.data.test, need_masks=True) if config.data.test is not None else []
+    tests = config.data.test if isinstance(config.data.test, list) else [config.data.test] if config.data.test else []
+    test = [sample for source in tests for sample in list_source(source, need_masks=True)]
     # A sample in two sets leaks: test images seen in training, or labeled ones scored as pseudo-labels.
     seen: dict[str, tuple[str, Path]] = {}
     for set_name, samples in (("labeled", labeled), ("reference", reference), ("test", test)):
@@ -103,5 +153,8 @@ def build_split(config: Config) -> Split:
                         "one of labeled, reference and test: make data.unlabeled and data.test not overlap data.train"
                     )
                 seen[key] = (set_name, sample.image)
-    folds = split_folds(reference, config.teacher_student.folds, seed=config.data.split_seed) if reference else []
+    ts = config.teacher_student
+    # The historical frame-by-frame deal stays bit-identical for ``sample``; groups deal whole groups.
+    groups = None if ts.fold_groups == "sample" else sample_groups(reference, ts.fold_groups, ts.fold_block_size, ts.fold_separator)
+    folds = split_folds(reference, ts.folds, seed=config.data.split_seed, groups=groups) if reference else []
     return Split(labeled=labeled, reference_folds=folds, test=test)
