@@ -123,3 +123,19 @@ def test_format_scores_table():
     assert "mIoU" in table and "global DSC" in table and "pixel accuracy" in table
     pole_row = next(line for line in table.splitlines() if line.startswith("pole"))
     assert pole_row.split()[1:] == ["-", "-", "-"]
+
+
+def test_unlabeled_pixels_count_as_misses_of_their_class_and_the_labeled_fraction_is_reported():
+    target = np.array([[0, 0, 1, 1], [0, 0, 1, 255]])
+    prediction = np.array([[0, 255, 1, 255], [0, 0, 1, 1]])  # 255: filtered out, no label
+    scores = SegmentationScores(["a", "b"])
+    scores.add_case(prediction, target, unlabeled=255)
+    summary = scores.summary()
+    # a: 3 of its 4 pixels right, none predicted elsewhere -> 3 / 4; b: 2 of 3 right, 1 missed -> 2 / 3
+    assert summary["per_class_iou"] == pytest.approx({"a": 3 / 4, "b": 2 / 3})
+    assert summary["labeled_fraction"] == pytest.approx(5 / 7)
+    assert summary["pixel_accuracy"] == pytest.approx(5 / 7)
+    np.testing.assert_array_equal(scores.total, [[3, 0], [0, 2]])
+    kept = SegmentationScores(["a", "b"])
+    kept.add_case(np.where(prediction == 255, 0, prediction), np.where(prediction == 255, 255, target))
+    assert kept.summary()["miou"] == 1.0 and "labeled_fraction" not in kept.summary()

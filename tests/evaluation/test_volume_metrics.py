@@ -53,3 +53,16 @@ def test_volume_dice_and_errors():
         VolumeScores(["background"])
     with pytest.raises(ValueError, match="shape"):
         volume_dice(PREDICTION_A, TARGET_B, 2)
+
+
+def test_unfiltered_voxels_count_as_misses_of_the_foreground():
+    from atso.evaluation.volume_metrics import VolumeScores
+
+    target = np.zeros((2, 2, 2), np.uint8)
+    target[0] = 1
+    prediction = target.copy()
+    prediction[0, 0, 0] = 255  # a foreground voxel left without a label
+    scores = VolumeScores(["background", "fg"])
+    assert scores.add_volume(prediction, target, "v", unlabeled=255)["fg"] == pytest.approx(2 * 3 / (4 + 3))
+    summary = scores.summary()
+    assert summary["mean_case_dice"] == pytest.approx(6 / 7) and summary["labeled_fraction"] == pytest.approx(7 / 8)

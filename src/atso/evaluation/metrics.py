@@ -51,9 +51,15 @@ def confusion_matrix(prediction: Any, target: Any, num_classes: int, ignore_inde
 
 
 def _iou_and_dice(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class IoU and DSC; NaN where a class is in neither prediction nor target."""
-    overlap = np.diag(matrix).astype(np.float64)
-    sizes = matrix.sum(axis=1) + matrix.sum(axis=0)  # |Y| + |Z|
+    """Per-class IoU and DSC; NaN where a class is in neither prediction nor target.
+
+    ``matrix`` is ``[C, C]``, or ``[C, C + 1]`` whose last column counts target pixels left without a
+    prediction (filtered pseudo-labels): they enlarge |Z| and count as misses, never as a class.
+    """
+    classes = matrix.shape[0]
+    predicted = matrix[:, :classes]
+    overlap = np.diag(predicted).astype(np.float64)
+    sizes = matrix.sum(axis=1) + predicted.sum(axis=0)  # |Z| + |Y|
     defined = sizes > 0
     iou = np.full(len(matrix), np.nan)
     dice = np.full(len(matrix), np.nan)
@@ -88,7 +94,9 @@ class SegmentationScores:
         self.case_ids: list[str] = []
         self.case_matrices: list[np.ndarray] = []
         num_classes = len(self.class_names)
-        self._total = np.zeros((num_classes, num_classes), dtype=np.int64)
+        # One column more than classes: target pixels without a prediction (see ``add_case``'s ``unlabeled``).
+        self._total = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
+        self._filtered = False  # whether any case had unlabeled pixels to count
 
     @property
     def num_classes(self) -> int:
@@ -96,16 +104,36 @@ class SegmentationScores:
 
     @property
     def total(self) -> np.ndarray:
-        """The confusion matrix of all cases merged."""
-        return self._total.copy()
+        """The confusion matrix of all cases merged (predicted pixels only)."""
+        return self._total[:, : self.num_classes].copy()
 
-    def add_case(self, prediction: Any, target: Any, case_id: str | None = None) -> np.ndarray:
-        """Score one case (an image or a volume) and return its confusion matrix."""
-        matrix = confusion_matrix(prediction, target, self.num_classes, self.ignore_index)
+    def add_case(self, prediction: Any, target: Any, case_id: str | None = None, unlabeled: int | None = None) -> np.ndarray:
+        """Score one case (an image or a volume) and return its confusion matrix.
+
+        Args:
+            unlabeled: a prediction value meaning "no label" (a pseudo-label filtered out): such pixels
+                count as misses of their target class, so a score covers every pixel, not just the kept.
+
+        Returns:
+            The case's ``[C, C]`` confusion matrix (its misses are kept in ``case_matrices``' last column).
+        """
+        prediction, target = _to_numpy(prediction), _to_numpy(target)
+        missed = np.zeros(self.num_classes, dtype=np.int64)
+        if unlabeled is not None:
+            dropped = prediction == unlabeled
+            lost = target[dropped & (target != self.ignore_index)].astype(np.int64)
+            if lost.size and lost.max() >= self.num_classes:
+                raise ValueError(f"target value(s) {np.unique(lost[lost >= self.num_classes]).tolist()} are not a class")
+            missed = np.bincount(lost, minlength=self.num_classes)[: self.num_classes]
+            target = np.where(dropped, self.ignore_index, target)
+            self._filtered = True
+        matrix = np.concatenate(
+            [confusion_matrix(prediction, target, self.num_classes, self.ignore_index), missed[:, None]], axis=1
+        )
         self.case_ids.append(case_id if case_id is not None else str(len(self.case_ids)))
         self.case_matrices.append(matrix)
         self._total += matrix
-        return matrix
+        return matrix[:, : self.num_classes]
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready scores; a class in neither prediction nor target has score None, not 0."""
@@ -121,18 +149,22 @@ class SegmentationScores:
         per_class_case_dice = np.where(defined, case_dice, 0.0).sum(axis=0) / np.maximum(counts, 1)
         per_class_case_dice[counts == 0] = np.nan
         num_pixels = int(self._total.sum())
-        return {
+        missed = int(self._total[:, -1].sum())
+        summary = {
             "per_class_iou": {name: _or_none(value) for name, value in zip(self.class_names, iou)},
             "miou": _mean_or_none(iou),
             "per_class_dice": {name: _or_none(value) for name, value in zip(self.class_names, dice)},
             "global_dice": _mean_or_none(dice),
             "per_class_case_dice": {name: _or_none(v) for name, v in zip(self.class_names, per_class_case_dice)},
             "mean_case_dice": _mean_or_none(per_class_case_dice),
-            "pixel_accuracy": float(np.trace(self._total) / num_pixels) if num_pixels else None,
+            "pixel_accuracy": float(np.trace(self._total[:, : self.num_classes]) / num_pixels) if num_pixels else None,
             "num_cases": len(self.case_matrices),
             "num_pixels": num_pixels,
             "cases": cases,
         }
+        if self._filtered:  # the share of scored pixels that had a label at all
+            summary["labeled_fraction"] = 1.0 - missed / num_pixels if num_pixels else None
+        return summary
 
 
 def agreement(prediction_a: Any, prediction_b: Any, num_classes: int) -> float:

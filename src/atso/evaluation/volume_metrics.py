@@ -37,13 +37,16 @@ class VolumeScores:
     def foreground(self) -> list[str]:
         return self.scores.class_names[1:]
 
-    def add_volume(self, prediction: Any, target: Any, case_id: str | None = None) -> dict[str, float | None]:
-        """Score one volume; returns its DSC per foreground class.
+    def add_volume(
+        self, prediction: Any, target: Any, case_id: str | None = None, unlabeled: int | None = None
+    ) -> dict[str, float | None]:
+        """Score one volume; returns its DSC per foreground class. ``unlabeled`` as in ``SegmentationScores.add_case``.
 
         Raises:
             ValueError: shapes differ or a value is outside the label space (see ``confusion_matrix``).
         """
-        matrix = self.scores.add_case(prediction, target, case_id)
+        self.scores.add_case(prediction, target, case_id, unlabeled)
+        matrix = self.scores.case_matrices[-1]  # with its misses, where labels were filtered
         return dict(zip(self.foreground, (_or_none(v) for v in _iou_and_dice(matrix)[1][1:])))
 
     def summary(self) -> dict[str, Any]:
@@ -67,6 +70,7 @@ class VolumeScores:
             "num_cases": full["num_cases"],
             "num_voxels": full["num_pixels"],
             "cases": cases,
+            **({"labeled_fraction": full["labeled_fraction"]} if "labeled_fraction" in full else {}),
         }
 
 
