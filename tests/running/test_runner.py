@@ -20,6 +20,7 @@ from atso.data.splits import choose_labeled
 from atso.data.samples import list_samples
 from atso.errors import AtsoError
 from atso.running.run_dir import RunDirectory
+from atso.storage import read_json
 
 from conftest import tiny_config
 
@@ -165,6 +166,10 @@ def test_class_balanced_labels_record_their_thresholds(tiny_dataset, tmp_path):
     assert set(thresholds) == {"1", "2"} and all(len(t) == 3 for t in thresholds.values())
     labels = np.concatenate([np.asarray(Image.open(p)).ravel() for p in run_dir.labels_dir("g0/labels").glob("*.png")])
     assert 0.5 <= (labels != 255).mean() < 0.9  # each class's most confident half, and ties
+    g0 = read_json(run_dir.metrics_file("g0/eval"))
+    # @R covers every pixel (filtered ones are misses); the kept pixels are scored apart, with their share.
+    assert g0["reference_labeled_fraction"] == pytest.approx((labels != 255).mean(), abs=0.05)
+    assert g0["reference_kept_miou"] > g0["reference_miou"]
 
 
 def test_students_train_with_their_own_augmentation(tiny_dataset, tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from atso.cli import main
 from atso.config import config_from_dict
 from atso.models.views import ViewNetworks
 from atso.running.run_dir import RunDirectory
+from atso.storage import read_json
 
 from conftest import VOLUME_AFFINE, VOLUME_SHAPE, run_until_killed, tiny_volume_config, write_volume_dataset
 
@@ -188,3 +189,6 @@ def test_class_balanced_selection_on_fused_volumes(tmp_path):
         np.asarray(nib.load(path).dataobj).ravel() for path in run_dir.labels_dir("g0/labels").glob("*.nii.gz")
     ])
     assert 0.5 <= (labels != 255).mean() < 1.0  # each class's most confident half (and ties); the rest ignored
+    g0 = read_json(run_dir.metrics_file("g0/eval"))
+    assert 0 < g0["reference_labeled_fraction"] < 1  # @R over every voxel, the kept share beside it
+    assert g0["reference_kept_dice"] >= g0["reference_dice"]

@@ -126,7 +126,7 @@ class SegmentationScores:
                 raise ValueError(f"target value(s) {np.unique(lost[lost >= self.num_classes]).tolist()} are not a class")
             missed = np.bincount(lost, minlength=self.num_classes)[: self.num_classes]
             target = np.where(dropped, self.ignore_index, target)
-            self._filtered = True
+            self._filtered = self._filtered or bool(dropped.any())
         matrix = np.concatenate(
             [confusion_matrix(prediction, target, self.num_classes, self.ignore_index), missed[:, None]], axis=1
         )

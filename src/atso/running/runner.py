@@ -417,7 +417,7 @@ class Runner:
         ignore = self.description.ignore_index
         coarse = self.granularity(labeling) == "super"
         coarse_names = list(self.description.superclasses or {})
-        scores = SegmentationScores(names, ignore)
+        scores, kept_scores = SegmentationScores(names, ignore), SegmentationScores(names, ignore)
         coarse_scores = SegmentationScores(coarse_names, ignore) if coarse_names else None
         changed = compared = 0
         labels_dir = self.run_dir.labels_dir(labeling)
@@ -425,13 +425,14 @@ class Runner:
         for sample in self.split.reference:
             labels = read_label_map(labels_dir / f"{sample.id}.png", len(names), ignore)
             if sample.mask is not None:
-                truth = read_mask(sample.mask, self.mask_description(sample), expected_size=labels.shape).copy()
-                truth[labels == ignore] = ignore  # thresholded pixels are not labels; coverage is reported apart
+                truth = read_mask(sample.mask, self.mask_description(sample), expected_size=labels.shape)
+                # Over every pixel: a filtered-out pixel is a miss of its class, not left out of the score.
                 if not coarse:
-                    scores.add_case(np.where(labels == ignore, 0, labels), truth, sample.id)
+                    scores.add_case(labels, truth, sample.id, unlabeled=ignore)
+                    kept_scores.add_case(labels, np.where(labels == ignore, ignore, truth), sample.id, unlabeled=ignore)
                 if coarse_scores is not None:
                     coarse_labels = labels if coarse else self.to_superclasses(labels)
-                    coarse_scores.add_case(np.where(labels == ignore, 0, coarse_labels), self.to_superclasses(truth), sample.id)
+                    coarse_scores.add_case(coarse_labels, self.to_superclasses(truth), sample.id, unlabeled=ignore)
                 scored = True
             if previous is not None:
                 before = read_label_map(self.run_dir.labels_dir(previous) / f"{sample.id}.png", len(names), ignore)
@@ -443,6 +444,9 @@ class Runner:
             result["reference"] = _compact(summary)
             result["reference_miou"] = summary["miou"]
             result["reference_mean_dice"] = summary["mean_case_dice"]
+            if "labeled_fraction" in summary:  # labels were filtered: the kept fraction, and @R on it alone
+                result["reference_labeled_fraction"] = summary["labeled_fraction"]
+                result["reference_kept_miou"] = kept_scores.summary()["miou"]
         if scored and coarse_scores is not None:
             summary = coarse_scores.summary()
             result["reference_super"] = _compact(summary)

@@ -136,7 +136,7 @@ def evaluate_volumes(runner: Runner, job: EvaluateJob) -> dict[str, Any]:
 def score_volume_labeling(runner: Runner, labeling: str, previous: str | None) -> dict[str, Any]:
     """DSC of the fused pseudo-label volumes against R's truth (a diagnostic), and how many voxels changed."""
     names, ignore = runner.description.classes, runner.description.ignore_index
-    scores = VolumeScores(names, ignore)
+    scores, kept_scores = VolumeScores(names, ignore), VolumeScores(names, ignore)
     labels_dir = runner.run_dir.labels_dir(labeling)
     changed = compared = 0
     scored = False
@@ -146,9 +146,10 @@ def score_volume_labeling(runner: Runner, labeling: str, previous: str | None) -
         labels = read_pseudo_label_volume(labels_dir / f"{sample.id}{runner.label_suffix}", len(names), ignore)
         shape = labels.shape
         if sample.mask is not None:
-            truth = read_label_volume(sample.mask, runner.mask_description(sample), shape).data.copy()
-            truth[labels == ignore] = ignore
-            scores.add_volume(np.where(labels == ignore, 0, labels), truth, sample.id)
+            truth = read_label_volume(sample.mask, runner.mask_description(sample), shape).data
+            # Over every voxel: a filtered-out voxel is a miss of its class, not left out of the score.
+            scores.add_volume(labels, truth, sample.id, unlabeled=ignore)
+            kept_scores.add_volume(labels, np.where(labels == ignore, ignore, truth), sample.id, unlabeled=ignore)
             scored = True
         if previous is not None:
             before = read_pseudo_label_volume(
@@ -162,6 +163,9 @@ def score_volume_labeling(runner: Runner, labeling: str, previous: str | None) -
         result["reference"] = summary
         result["reference_dice"] = summary["mean_case_dice"]
         result["reference_global_dice"] = summary["global_dice"]
+        if "labeled_fraction" in summary:  # labels were filtered: the kept fraction, and @R on it alone
+            result["reference_labeled_fraction"] = summary["labeled_fraction"]
+            result["reference_kept_dice"] = kept_scores.summary()["mean_case_dice"]
     if previous is not None and compared:
         result["changed_fraction"] = changed / compared
     return result
