@@ -316,7 +316,7 @@ def test_unknown_strategy_on_the_command_line_is_an_argparse_error(tiny_config_f
 def _assert_no_nan_checkpoint(job_dir: Path) -> None:
     assert not (job_dir / "model.pt").exists()
     if (job_dir / "state.pt").exists():
-        state = torch.load(job_dir / "state.pt", weights_only=False)
+        state = torch.load(job_dir / "state.pt", weights_only=True)
         assert all(torch.isfinite(value).all() for value in state["model"].values() if value.is_floating_point())
 
 
@@ -352,4 +352,4 @@ def test_nan_loss_names_the_job_and_its_first_bad_iteration(tiny_dataset, tmp_pa
     expect_refusal(capsys, ["run", str(config_file), "--out", str(out), "--quiet"], "g0/m0: loss became nan at iteration 5")
     job_dir = out / "jobs" / "g0" / "m0"
     _assert_no_nan_checkpoint(job_dir)
-    assert torch.load(job_dir / "state.pt", weights_only=False)["iteration"] == 3  # the check ran before saving 6
+    assert torch.load(job_dir / "state.pt", weights_only=True)["iteration"] == 3  # the check ran before saving 6

@@ -111,6 +111,44 @@ def atomic_save_torch(path: str | Path, obj: Any) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def load_torch(path: str | Path, map_location: Any = "cpu", setting: str = "") -> Any:
+    """``torch.load`` that never runs code: only tensors and plain data (dicts, lists, numbers, strings).
+
+    Every file atso loads goes through here (model files, ``state.pt``, backbone weights), because a
+    pickle can name any callable, and ``torch.load(weights_only=False)`` would call it.
+
+    Args:
+        setting: the config key or flag that named the file (e.g. ``model.pretrained``); leads the error.
+
+    Raises:
+        AtsoError: the file is missing, truncated or corrupt, or holds anything beyond tensors and plain data.
+    """
+    import pickle
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    lead = f"{setting}: " if setting else ""
+    if not path.is_file():
+        raise AtsoError(f"{lead}{path}: checkpoint not found; pass a model.pt written by atso")
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: no second stderr line
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc).upper():  # a class or function named in the pickle, refused by torch
+            raise AtsoError(
+                f"{lead}{path}: refusing to load: it holds Python objects beyond tensors and plain data, which "
+                "could run code; pass a file written by atso, or re-save only its state dict"
+            ) from exc
+        raise AtsoError(f"{lead}{path}: cannot read checkpoint (UnpicklingError); it may be truncated or corrupt") from exc
+    except Exception as exc:  # torch raises many types for a corrupt or truncated file
+        raise AtsoError(
+            f"{lead}{path}: cannot read checkpoint ({exc.__class__.__name__}); it may be truncated or corrupt"
+        ) from exc
+
+
 TEMPORARY_PATTERN = ".*.tmp"
 
 
