@@ -74,11 +74,19 @@ def command_run(args: argparse.Namespace, compare: bool = False, strategy: str |
     config = _load(args, extra)
     name = "compare" if compare else config.teacher_student.strategy
     out = Path(args.out) if args.out else _default_out(args.config, name)
+    _check_before_running(config, out)
     started = time.perf_counter()
     result = api.run(config, out, compare=compare, force=args.force)
     if _is_main():
         _print_results(result, started)
     return 0
+
+
+def _check_before_running(config, out: Path) -> None:
+    """Checks that cost nothing, made before the data is read: ``--out`` is atso's."""
+    from atso.running.run_dir import RunDirectory
+
+    RunDirectory(out).check_owned()
 
 
 def _is_main() -> bool:

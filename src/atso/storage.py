@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -149,17 +150,37 @@ def load_torch(path: str | Path, map_location: Any = "cpu", setting: str = "") -
         ) from exc
 
 
-TEMPORARY_PATTERN = ".*.tmp"
+TEMPORARY_PATTERN = ".*.tmp"  # a glob for looking; deleting goes by the exact naming below
+# What atomic_write's mkstemp makes: "." + target name + "." + 8 characters of tempfile's alphabet + ".tmp".
+_TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
-def remove_temporary_files(folder: str | Path) -> list[Path]:
-    """Delete the temporary files that killed writes left under ``folder``; return what was removed.
+def is_temporary_file(path: str | Path) -> bool:
+    """Whether ``path`` is named like a temporary file of :func:`atomic_write` (and is a plain file)."""
+    path = Path(path)
+    return bool(_TEMPORARY_NAME.fullmatch(path.name)) and path.is_file() and not path.is_symlink()
 
-    Call it only when no other process is writing under ``folder``.
+
+def remove_temporary_files(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files that killed writes left in ``folder`` (and below, if ``recursive``).
+
+    Only files of atso's own temporary naming are touched, never a user's ``.cache.tmp``; callers pass
+    only folders atso itself writes (see :meth:`atso.running.run_dir.RunDirectory.prepare`). Call it only
+    when no other process is writing there.
+
+    Returns:
+        The files removed.
     """
+    folder = Path(folder)
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    if recursive:  # os.walk never follows a symlinked folder out of the run directory
+        candidates = [Path(top) / name for top, _, names in os.walk(folder) for name in names]
+    else:
+        candidates = list(folder.iterdir())
     removed = []
-    for leftover in Path(folder).rglob(TEMPORARY_PATTERN):
-        if leftover.is_file():
+    for leftover in sorted(candidates):
+        if is_temporary_file(leftover):
             leftover.unlink(missing_ok=True)
             removed.append(leftover)
     return removed
