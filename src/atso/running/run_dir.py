@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
 
-from atso.config import Config, config_from_dict, dump_config
+from atso.config import Config, config_from_dict, dump_config, read_yaml
 from atso.errors import AtsoError
 from atso.storage import atomic_write_json, atomic_write_text, is_temporary_file, read_json, remove_temporary_files
 
@@ -154,7 +153,7 @@ class RunDirectory:
         """The config saved in this run directory."""
         if not self.config_path.is_file():
             raise AtsoError(f"{self.path}: not a run directory (no config.yaml); run 'atso run' first")
-        data = yaml.safe_load(self.config_path.read_text())
+        data = read_yaml(self.config_path)
         return config_from_dict(data, source=str(self.config_path), base_dir=self.path)
 
     @contextlib.contextmanager
