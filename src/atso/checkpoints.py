@@ -115,6 +115,16 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def read_info(path: str | Path) -> ModelInfo:
+    """What a model file says about itself (its network and label space), without building the network.
+
+    Raises:
+        AtsoError: as :func:`load_model`.
+    """
+    path = Path(path)
+    return read_model_info(_read_model_file(path), path)
+
+
 def verify_model_file(path: Path) -> None:
     """Read a finished job's model file once, so a corrupt one stops a resume before any work starts.
 
