@@ -448,6 +448,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise AtsoError(f"--set {text}: empty key")
     try:
         value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else ""
+    except DuplicateKeyError as exc:
+        raise AtsoError(f"--set {text}: duplicate key '{exc.key}'; give each key once") from exc
     except yaml.YAMLError:
         value = raw
     return key.split("."), value

@@ -117,14 +117,17 @@ def _from_cityscapes(root: Path, split: str, source: SourceConfig, need_masks: b
     return samples
 
 
-def split_list_line(line: str, where: str) -> list[str]:
+def split_list_line(line: str, where: str, tabbed: bool = False) -> list[str]:
     """The fields of one list-file line: tab-separated (spaces belong to the paths), or shell-quoted.
+
+    Args:
+        tabbed: the file holds a tab somewhere, so every line of it is tab-separated.
 
     Raises:
         AtsoError: an unclosed quote, or more than two fields (with how to write paths with spaces).
     """
     fix = "quote paths with spaces (\"my image.png\" mask.png) or separate the two paths with a tab"
-    if "\t" in line:
+    if tabbed or "\t" in line:
         parts = [part.strip() for part in line.split("\t") if part.strip()]
     else:
         try:
@@ -139,7 +142,8 @@ def split_list_line(line: str, where: str) -> list[str]:
 def read_list_file(path: Path, base_dir: Path | None = None) -> list[Sample]:
     """Read 'image [mask]' lines; relative paths are relative to ``base_dir`` (default: the file's folder).
 
-    Paths with spaces are quoted (``"a b.png" "a b mask.png"``) or the two paths are separated by a tab.
+    Paths with spaces are quoted (``"a b.png" "a b mask.png"``), or the file is tab-separated: once any
+    line holds a tab, every line splits on tabs only.
     """
     from atso.config import read_text_file
 
@@ -148,11 +152,13 @@ def read_list_file(path: Path, base_dir: Path | None = None) -> list[Sample]:
         raise AtsoError(f"{path}: list file not found")
     base_dir = base_dir or path.parent
     samples = []
-    for number, line in enumerate(read_text_file(path, "list file").splitlines(), start=1):
+    text = read_text_file(path, "list file")
+    tabbed = "\t" in text
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = split_list_line(line, f"{path}:{number}")
+        parts = split_list_line(line, f"{path}:{number}", tabbed)
         if not parts:
             continue
         image = Path(parts[0]) if Path(parts[0]).is_absolute() else base_dir / parts[0]
