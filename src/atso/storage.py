@@ -181,7 +181,12 @@ def remove_temporary_files(folder: str | Path, recursive: bool = False) -> list[
     removed = []
     for leftover in sorted(candidates):
         if is_temporary_file(leftover):
-            leftover.unlink(missing_ok=True)
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError as exc:  # a read-only folder: stop here, as any write there would
+                raise AtsoError(
+                    f"{leftover}: cannot remove this temporary file ({exc.strerror or exc}); fix permissions, then resume"
+                ) from exc
             removed.append(leftover)
     return removed
 
