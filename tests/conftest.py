@@ -156,6 +156,30 @@ def tiny_volumes(tmp_path: Path) -> Path:
     return write_volume_dataset(tmp_path / "blobs", 10)
 
 
+class _CreatesAFile:
+    """Unpickling this calls ``open(marker, "w")``: proof that a loader ran code, without running a shell."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def write_code_carrying_file(path: Path, marker_dir: Path, payload: dict | None = None) -> tuple[Path, Path]:
+    """``torch.save`` of ``payload`` (default: a small state dict) plus a pickled call that would create a marker.
+
+    Returns:
+        The file and the marker's path: the marker exists only if some loader executed the pickle's call.
+    """
+    marker = marker_dir / "code-ran.marker"
+    data = dict(payload if payload is not None else {"weight": torch.zeros(2)})
+    data["hook"] = _CreatesAFile(marker)
+    torch.save(data, path)
+    assert not marker.exists()
+    return path, marker
+
+
 def run_until_killed(config, out: Path, point: str, report: bool = False, compare: bool = False) -> None:
     """Run in a forked child with ``ATSO_FAULT=point``; the child must die of SIGKILL there."""
     import os

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -309,3 +310,60 @@ def test_test_takes_a_list_of_sources_each_resolved_and_each_checked(tmp_path):
     data["data"]["test"][1]["bogus"] = 1
     with pytest.raises(AtsoError, match=r"unknown key 'data\.test\.1\.bogus'"):
         load_config(_write_config(tmp_path / "configs", data))
+
+
+@pytest.mark.parametrize(
+    "section, values, key, words",
+    [
+        ("train", {"iterations": True}, "train.iterations", "boolean"),
+        ("train", {"student_iterations": False}, "train.student_iterations", "boolean"),
+        ("train", {"lr": True}, "train.lr", "boolean"),
+        ("train", {"lr": float("inf")}, "train.lr", "finite"),
+        ("train", {"weight_decay": float("inf")}, "train.weight_decay", "finite"),
+        ("train", {"scale_range": [1.0, float("inf")]}, "train.scale_range.1", "finite"),
+        ("runtime", {"device": "tpu"}, "runtime.device", "not a device"),
+        ("runtime", {"device": "gpu"}, "runtime.device", "not a device"),
+    ],
+)
+def test_booleans_infinities_and_unknown_devices_are_refused(section, values, key, words):
+    with pytest.raises(AtsoError, match=rf"'{re.escape(key)}': .*{words}"):
+        config_from_dict(_minimal(**{section: values}))
+
+
+def test_numbers_booleans_and_devices_that_are_fine_still_pass():
+    config = config_from_dict(_minimal(train={"iterations": 5, "lr": 1, "hflip": False}, runtime={"device": "cuda:1"}))
+    assert config.train.iterations == 5 and config.train.lr == 1.0 and config.train.hflip is False
+    assert config.runtime.device == "cuda:1"  # the form is checked here; whether this machine has it, at start
+
+
+@pytest.mark.parametrize("size, words", [([15, 40], "too small"), ([4097, 40], "at most 4096"), ([100000, 100000], "too large")])
+def test_input_size_has_bounds_stated_in_the_error(size, words):
+    with pytest.raises(AtsoError, match=rf"'data.input_size': .*{words}"):
+        config_from_dict(_minimal(data={"train": {"images": "/i", "masks": "/m"}, "input_size": size}))
+    assert config_from_dict(_minimal(data={"train": {"images": "/i", "masks": "/m"}, "input_size": [4096, 16]}))
+
+
+def test_check_device_knows_what_this_machine_has():
+    from atso.config import check_device
+
+    assert check_device("cpu", "--device") == "cpu" and check_device("auto", "--device") == "auto"
+    with pytest.raises(AtsoError, match="--device: 'tpu' is not a device"):
+        check_device("tpu", "--device")
+    with pytest.raises(AtsoError, match="runtime.device: 'cuda:99' asked for but"):
+        check_device("cuda:99", "runtime.device")
+
+
+def test_duplicate_yaml_keys_are_an_error_naming_key_and_line(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("data:\n  train: {images: /i, masks: /m}\ntrain:\n  lr: 0.1\n  iterations: 5\n  lr: 0.2\n")
+    with pytest.raises(AtsoError, match="config.yaml: duplicate key 'lr' at line 6"):
+        load_config(path)
+    with pytest.raises(AtsoError, match="--set model.options=.*duplicate key 'depth'"):
+        parse_override("model.options={depth: 2, depth: 3}")
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes("data: {train: {images: /caf\u00e9, masks: /m}}\n".encode("latin-1"))
+    with pytest.raises(AtsoError, match="config.yaml: config is not UTF-8 text .*save it as UTF-8"):
+        load_config(path)

@@ -1,5 +1,6 @@
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,12 +113,33 @@ def test_temporary_files_of_killed_writes_are_removed_and_nothing_else(tmp_path)
     from atso.storage import remove_temporary_files
 
     (tmp_path / "jobs" / "m0").mkdir(parents=True)
-    leftovers = [tmp_path / ".manifest.json.a1b2.tmp", tmp_path / "jobs" / "m0" / ".state.pt.x9.tmp"]
-    kept = [tmp_path / "manifest.json", tmp_path / "jobs" / "m0" / "notes.tmp", tmp_path / ".manifest.lock"]
+    leftovers = [tmp_path / ".manifest.json.a1b2c3d_.tmp", tmp_path / "jobs" / "m0" / ".state.pt.x9yz0000.tmp"]
+    kept = [
+        tmp_path / "manifest.json", tmp_path / "jobs" / "m0" / "notes.tmp", tmp_path / ".manifest.lock",
+        tmp_path / "jobs" / ".cache.xyz.tmp",  # a dot-file ending in .tmp, but not atso's naming
+        tmp_path / "jobs" / ".cache.ABCDEFGH.tmp",  # mkstemp never makes capitals
+    ]
     for path in leftovers + kept:
         path.write_bytes(b"")
-    assert sorted(remove_temporary_files(tmp_path)) == sorted(leftovers)
+    assert remove_temporary_files(tmp_path) == [leftovers[0]]  # not recursive unless asked
+    assert remove_temporary_files(tmp_path, recursive=True) == [leftovers[1]]
     assert all(path.exists() for path in kept) and not any(path.exists() for path in leftovers)
+
+
+def test_temporary_naming_matches_what_atomic_write_makes(tmp_path, monkeypatch):
+    import atso.storage as storage
+
+    seen = []
+    real_replace = storage.os.replace
+
+    def spy(source, target):
+        seen.append(Path(source))
+        real_replace(source, target)
+
+    monkeypatch.setattr(storage.os, "replace", spy)
+    storage.atomic_write_text(tmp_path / "manifest.json", "{}")
+    (tmp_path / seen[0].name).write_text("")  # what a kill just before the rename would leave
+    assert storage.is_temporary_file(tmp_path / seen[0].name)
 
 
 def test_unreadable_json_is_a_one_line_error(tmp_path):

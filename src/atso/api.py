@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from atso.checkpoints import load_model
+from atso.checkpoints import check_pretrained, load_model
 from atso.config import Config, VolumeConfig
 from atso.data.description import DatasetDescription
-from atso.data.images import image_size, read_image, read_mask, overlay, write_label_png, write_rgb_png
+from atso.data.images import read_image, read_mask, overlay, verify_image, write_label_png, write_rgb_png
 from atso.data.samples import Sample
 from atso.data.volumes import read_label_volume, read_volume, write_volume
 from atso.errors import AtsoError
@@ -40,7 +40,7 @@ def make_plan(config: Config, compare: bool = False) -> Plan:
 def preflight(runner: Runner) -> None:
     """Check every sample once, so bad input fails before any training starts, not hours into a run.
 
-    Labeled and test samples are decoded fully; reference images only by header (they can be many),
+    Labeled and test samples are decoded fully; reference images verified whole (cheaply for PNG),
     and their masks, which only serve the @R diagnostic, fully. The network is built once, so an
     unknown model, option or value fails here too.
     """
@@ -49,13 +49,13 @@ def preflight(runner: Runner) -> None:
     if runner.is_volume:
         _preflight_volumes(runner)
         return
-    build_model(config.model.name, description.num_classes, **config.model.options)
+    check_pretrained(config.model.pretrained, build_model(config.model.name, description.num_classes, **config.model.options))
     split = runner.split
     for sample in split.labeled + split.test:
         image = read_image(sample.image)
         read_mask(sample.mask, runner.mask_description(sample), expected_size=image.shape[:2])  # type: ignore[arg-type]
     for sample in split.reference:
-        size = image_size(sample.image)
+        size = verify_image(sample.image)
         if sample.mask is not None:
             read_mask(sample.mask, runner.mask_description(sample), expected_size=size)
     if config.teacher_student.pseudo_labels == "super" or "super" in config.teacher_student.compare_pseudo_labels:
@@ -67,12 +67,12 @@ def preflight(runner: Runner) -> None:
 
 def _preflight_volumes(runner: Runner) -> None:
     """Volumes: every scan read fully (they are few and large), each label checked against its scan's grid."""
-    runner.build_network()
+    check_pretrained(runner.config.model.pretrained, runner.build_network())
     if runner.config.teacher_student.pseudo_labels == "super" or "super" in runner.config.teacher_student.compare_pseudo_labels:
         raise AtsoError("teacher_student.pseudo_labels: 'super' is for 2D images; volumes use full-class labels")
     split = runner.split
     for sample in split.labeled + split.test + split.reference:
-        shape = read_volume(sample.image).shape
+        shape = read_volume(sample.image)  # the grid: read_label_volume checks shape and affine
         if sample.mask is not None:
             read_label_volume(sample.mask, runner.mask_description(sample), shape)
 

@@ -10,7 +10,7 @@ import torch
 
 from atso.data.description import DatasetDescription
 from atso.errors import AtsoError
-from atso.storage import atomic_save_torch
+from atso.storage import atomic_save_torch, load_torch
 
 MODEL_FORMAT = "atso-model/1"
 
@@ -59,12 +59,7 @@ def read_model_info(payload: dict[str, Any], path: Path) -> ModelInfo:
 def _read_model_file(path: Path, setting: str = "") -> dict[str, Any]:
     """The payload of an atso model file; ``setting`` (e.g. ``model.pretrained``) leads any error."""
     lead = f"{setting}: " if setting else ""
-    if not path.is_file():
-        raise AtsoError(f"{lead}{path}: checkpoint not found; pass a model.pt written by atso")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise AtsoError(f"{lead}{path}: cannot read checkpoint ({exc.__class__.__name__}); it may be truncated") from exc
+    payload = load_torch(path, "cpu", setting)  # tensors and plain data only: a model file never runs code
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise AtsoError(f"{lead}{path}: not an atso model file; pass a model.pt written by atso")
     return payload
@@ -92,14 +87,52 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
         )
     else:
         model = build_model(info.name, info.description.num_classes, **options)
-    model.load_state_dict(payload["state_dict"])
+    _fit(model, payload.get("state_dict"), path, "its weights do not fit the network it names", "pass a model.pt written by atso")
     return model.to(device).eval(), info
 
 
+def _fit(model: torch.nn.Module, state_dict: Any, path: Path, problem: str, fix: str, lead: str = "") -> None:
+    """``model.load_state_dict`` whose failure is one line naming the file, the first mismatch and the fix."""
+    if not isinstance(state_dict, dict):
+        raise AtsoError(f"{lead}{path}: holds no state_dict; {fix}")
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise AtsoError(f"{lead}{path}: {problem} ({first}); {fix}") from exc
+
+
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict of a model file (a student's starting point)."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    return payload["state_dict"]
+    """The state dict of a model file (a student's starting point).
+
+    Raises:
+        AtsoError: the file is missing, corrupt, not an atso model file or holds more than plain data.
+    """
+    payload = _read_model_file(Path(path))
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise AtsoError(f"{path}: model file holds no state_dict; delete the job's folder and run again")
+    return state
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """What a model file says about itself (its network and label space), without building the network.
+
+    Raises:
+        AtsoError: as :func:`load_model`.
+    """
+    path = Path(path)
+    return read_model_info(_read_model_file(path), path)
+
+
+def verify_model_file(path: Path) -> None:
+    """Read a finished job's model file once, so a corrupt one stops a resume before any work starts.
+
+    Raises:
+        AtsoError: the file cannot be read, holds more than plain data, or is not an atso model file.
+    """
+    payload = _read_model_file(Path(path))
+    read_model_info(payload, Path(path))
 
 
 def load_pretrained(model: torch.nn.Module, path: Path) -> None:
@@ -109,11 +142,17 @@ def load_pretrained(model: torch.nn.Module, path: Path) -> None:
         AtsoError: the file is missing, not an atso model file, or holds another network or class count.
     """
     payload = _read_model_file(Path(path), "model.pretrained")
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1].strip()
-        raise AtsoError(
-            f"model.pretrained: {path}: does not fit this model.name/options and class count ({first}); "
-            "use a model trained with the same network and dataset description"
-        ) from exc
+    _fit(
+        model, payload.get("state_dict"), Path(path), "does not fit this model.name/options and class count",
+        "use a model trained with the same network and dataset description", lead="model.pretrained: ",
+    )
+
+
+def check_pretrained(path: Path | None, network: torch.nn.Module) -> None:
+    """Preflight for ``model.pretrained``: load it into a freshly built ``network`` before the run directory exists.
+
+    Raises:
+        AtsoError: as :func:`load_pretrained`.
+    """
+    if path is not None:
+        load_pretrained(network, path)

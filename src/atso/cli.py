@@ -74,11 +74,53 @@ def command_run(args: argparse.Namespace, compare: bool = False, strategy: str |
     config = _load(args, extra)
     name = "compare" if compare else config.teacher_student.strategy
     out = Path(args.out) if args.out else _default_out(args.config, name)
+    _check_before_running(config, out)
     started = time.perf_counter()
     result = api.run(config, out, compare=compare, force=args.force)
     if _is_main():
         _print_results(result, started)
     return 0
+
+
+def _check_before_running(config, out: Path) -> None:
+    """Checks that cost nothing, made before the data is read: the devices exist here, ``--out`` is atso's."""
+    from atso.config import check_device
+    from atso.running.run_dir import RunDirectory
+
+    check_device(config.runtime.device, "runtime.device")
+    for device in config.runtime.devices:
+        check_device(device, "runtime.devices")
+    RunDirectory(out).check_owned()
+
+
+def _check_inference_arguments(args: argparse.Namespace) -> None:
+    """``predict`` / ``evaluate`` flags, checked before the model is loaded: one line, never a traceback."""
+    from atso.config import check_device, check_input_size
+
+    check_device(args.device, "--device")
+    if args.batch_size < 1:
+        raise AtsoError(f"--batch-size {args.batch_size}: give at least 1, e.g. --batch-size 8")
+    if getattr(args, "input_size", None):
+        check_input_size(args.input_size, "--input-size")
+
+
+def _check_inputs(samples, checkpoint: str, description=None, masks: bool = False) -> None:
+    """Every image (and mask) read once before predicting, so a bad file is one line before any progress bar.
+
+    Volumes are read while predicting (they are large); their errors come without output written.
+    """
+    from atso.checkpoints import read_info
+    from atso.data.images import read_mask, verify_image
+    from atso.data.samples import IMAGE_SUFFIXES
+
+    if not samples or Path(samples[0].image).suffix.lower() not in IMAGE_SUFFIXES:
+        return
+    if masks and description is None:
+        description = read_info(checkpoint).description
+    for sample in samples:
+        size = verify_image(sample.image)
+        if masks and sample.mask is not None:
+            read_mask(sample.mask, description, expected_size=size)
 
 
 def _is_main() -> bool:
@@ -150,8 +192,10 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
     if not (args.data_root or args.images or args.list):
         raise AtsoError("atso evaluate: give the data to score: --data-root ROOT --split NAME, --images/--masks, or --list")
+    _check_inference_arguments(args)
     samples = _samples_from_arguments(args, need_masks=True)
     description = load_description(args.description) if args.description else None
+    _check_inputs(samples, args.checkpoint, description, masks=True)
     size = tuple(args.input_size) if args.input_size else None
     summary = api.evaluate_checkpoint(args.checkpoint, samples, description, size, args.batch_size, args.device)
     if "per_class_iou" in summary:
@@ -171,6 +215,7 @@ def command_predict(args: argparse.Namespace) -> int:
     from atso.config import SourceConfig
     from atso.data.samples import list_samples
 
+    _check_inference_arguments(args)
     source = Path(args.input)
     if _holds_volumes(source):
         from atso.data.samples import Sample
@@ -183,6 +228,7 @@ def command_predict(args: argparse.Namespace) -> int:
         samples = [Sample(source.stem, source)]
     else:
         samples = list_samples(SourceConfig(images=source), need_masks=False)
+    _check_inputs(samples, args.checkpoint)
     written = api.predict_folder(args.checkpoint, samples, args.output, args.overlay, args.batch_size, args.device)
     print(f"wrote {len(written)} label {'volumes' if _holds_volumes(source) else 'maps'} to {args.output}")
     return 0
@@ -190,7 +236,10 @@ def command_predict(args: argparse.Namespace) -> int:
 
 def command_job(args: argparse.Namespace) -> int:
     from atso import api
+    from atso.config import check_device
 
+    if args.device is not None:
+        check_device(args.device, "--device")
     api.run_job(args.run_dir, args.job_id, device=args.device, quiet=args.quiet)
     return 0
 

@@ -6,10 +6,10 @@ import builtins
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from atso.errors import AtsoError
 
@@ -17,8 +17,21 @@ STRATEGIES = ("supervised", "self-learning", "stso", "atso")
 IdPrefixes = list[str]  # module-level alias: SourceConfig has a field named ``list``
 
 
+def _not_a_boolean(value: Any) -> Any:
+    """YAML's ``true`` is Python's 1: refuse it where a number is expected, instead of training 1 iteration."""
+    if isinstance(value, bool) or (isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value)):
+        raise ValueError(f"{str(value).lower()} is a boolean, not a number; give a number")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_a_boolean)]
+Float = Annotated[float, BeforeValidator(_not_a_boolean)]
+MAX_INPUT_SIDE = 4096  # a larger crop than any dataset atso targets; 100000^2 would exhaust memory first
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Floats are finite: '.inf' as a learning rate would otherwise pass 'gt=0' and stop later as a NaN loss.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class SourceConfig(_Section):
@@ -68,13 +81,13 @@ class VolumeConfig(_Section):
         default_factory=lambda: list(VIEWS), description="views to slice along, one 2D network each"
     )
     shared_network: bool = Field(default=False, description="one network for all views instead of one per view")
-    context: int = Field(default=0, ge=0, le=8, description="neighbouring slices on each side, as extra channels")
-    empty_ratio: float = Field(default=0.25, ge=0, le=1, description="share of background-only slices kept in training")
+    context: Int = Field(default=0, ge=0, le=8, description="neighbouring slices on each side, as extra channels")
+    empty_ratio: Float = Field(default=0.25, ge=0, le=1, description="share of background-only slices kept in training")
     intensity: Literal["ct", "zscore", "none"] = Field(
         default="zscore", description="ct: clip to window and scale to [0, 1]; zscore: per volume (MRI); none: as stored"
     )
-    window: tuple[float, float] = Field(default=(-100.0, 240.0), description="Hounsfield window for intensity: ct")
-    slice_spacing: float | None = Field(
+    window: tuple[Float, Float] = Field(default=(-100.0, 240.0), description="Hounsfield window for intensity: ct")
+    slice_spacing: Float | None = Field(
         default=None, gt=0, description="resample the long axis (2) to this spacing before slicing; outputs go back"
     )
     fusion: Literal["majority", "mean"] = Field(
@@ -100,11 +113,11 @@ class DataConfig(_Section):
         default=None, description="held-out samples scored after each generation: one source or a list (several clips)"
     )
     unlabeled: list[SourceConfig] = Field(default_factory=list, description="extra reference samples, no masks")
-    labeled_count: int | None = Field(default=None, ge=1)
-    labeled_fraction: float | None = Field(default=None, gt=0, le=1)
+    labeled_count: Int | None = Field(default=None, ge=1)
+    labeled_fraction: Float | None = Field(default=None, gt=0, le=1)
     labeled_list: Path | None = Field(default=None, description="list file naming the labeled samples")
-    split_seed: int = 0
-    input_size: tuple[int, int] = Field(
+    split_seed: Int = 0
+    input_size: tuple[Int, Int] = Field(
         default=(96, 128), description="(height, width) networks see; for volumes, every slice is resized to it"
     )
 
@@ -117,10 +130,26 @@ class DataConfig(_Section):
 
     @field_validator("input_size")
     @classmethod
-    def _input_size_at_least_16(cls, size: tuple[int, int]) -> tuple[int, int]:
-        if min(size) < 16:
-            raise ValueError(f"{list(size)} is too small; give at least 16 pixels each way, e.g. [96, 128]")
-        return size
+    def _input_size_in_range(cls, size: tuple[int, int]) -> tuple[int, int]:
+        return check_input_size(size)
+
+
+def check_input_size(size: tuple[int, int] | list[int], key: str = "") -> tuple[int, int]:
+    """An (height, width) between 16 and :data:`MAX_INPUT_SIDE` pixels each way, or an error saying so.
+
+    Raises:
+        ValueError: with ``key`` empty (pydantic adds the key); AtsoError naming ``key`` otherwise.
+    """
+    lead = f"{key}: " if key else ""
+    problem = None
+    if min(size) < 16:
+        problem = "is too small; give at least 16 pixels each way, e.g. [96, 128]"
+    elif max(size) > MAX_INPUT_SIDE:
+        problem = f"is too large; give at most {MAX_INPUT_SIDE} pixels each way (the crop must fit in memory)"
+    if problem is None:
+        return (int(size[0]), int(size[1]))
+    message = f"{lead}{list(size)} {problem}"
+    raise AtsoError(message) if key else ValueError(message)
 
 
 class ModelConfig(_Section):
@@ -142,15 +171,15 @@ class StrongAugmentationConfig(_Section):
     """
 
     enabled: bool = Field(default=True, description="perturb pseudo-labeled samples of students")
-    jitter: float = Field(default=0.5, ge=0, le=1, description="images: brightness/contrast/saturation in [1-j, 1+j], hue +-j/2")
-    jitter_probability: float = Field(default=0.8, ge=0, le=1, description="images: chance of colour jitter")
-    grayscale_probability: float = Field(default=0.2, ge=0, le=1, description="images: chance of grayscale")
-    blur_probability: float = Field(default=0.5, ge=0, le=1, description="images: chance of a Gaussian blur")
-    gain: float = Field(default=0.25, ge=0, lt=1, description="slices: intensity factor in [1-g, 1+g]")
-    bias: float = Field(default=0.25, ge=0, description="slices: intensity offset in [-b, b] standard deviations")
-    gamma: tuple[float, float] = Field(default=(0.7, 1.5), description="slices: power of the [0, 1]-rescaled slice")
-    noise: float = Field(default=0.1, ge=0, description="slices: Gaussian noise of up to this many standard deviations")
-    intensity_probability: float = Field(default=0.8, ge=0, le=1, description="slices: chance of each intensity change")
+    jitter: Float = Field(default=0.5, ge=0, le=1, description="images: brightness/contrast/saturation in [1-j, 1+j], hue +-j/2")
+    jitter_probability: Float = Field(default=0.8, ge=0, le=1, description="images: chance of colour jitter")
+    grayscale_probability: Float = Field(default=0.2, ge=0, le=1, description="images: chance of grayscale")
+    blur_probability: Float = Field(default=0.5, ge=0, le=1, description="images: chance of a Gaussian blur")
+    gain: Float = Field(default=0.25, ge=0, lt=1, description="slices: intensity factor in [1-g, 1+g]")
+    bias: Float = Field(default=0.25, ge=0, description="slices: intensity offset in [-b, b] standard deviations")
+    gamma: tuple[Float, Float] = Field(default=(0.7, 1.5), description="slices: power of the [0, 1]-rescaled slice")
+    noise: Float = Field(default=0.1, ge=0, description="slices: Gaussian noise of up to this many standard deviations")
+    intensity_probability: Float = Field(default=0.8, ge=0, le=1, description="slices: chance of each intensity change")
 
     @model_validator(mode="after")
     def _check_gamma(self) -> "StrongAugmentationConfig":
@@ -162,30 +191,30 @@ class StrongAugmentationConfig(_Section):
 class TrainConfig(_Section):
     """The paper's recipe: SGD with momentum, poly learning rate, cross-entropy with ignore."""
 
-    iterations: int = Field(default=1000, ge=1, description="iterations for M0 (from scratch)")
-    student_iterations: int | None = Field(default=None, ge=1, description="iterations per student; default: iterations")
-    batch_size: int = Field(default=8, ge=1)
-    lr: float = Field(default=0.01, gt=0)
-    student_lr: float | None = Field(default=None, gt=0, description="learning rate for students; default: lr")
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    weight_decay: float = Field(default=1e-4, ge=0)
-    poly_power: float = Field(default=0.9, ge=0)
-    scale_range: tuple[float, float] = Field(default=(0.75, 1.5), description="random rescale before the crop")
+    iterations: Int = Field(default=1000, ge=1, description="iterations for M0 (from scratch)")
+    student_iterations: Int | None = Field(default=None, ge=1, description="iterations per student; default: iterations")
+    batch_size: Int = Field(default=8, ge=1)
+    lr: Float = Field(default=0.01, gt=0)
+    student_lr: Float | None = Field(default=None, gt=0, description="learning rate for students; default: lr")
+    momentum: Float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: Float = Field(default=1e-4, ge=0)
+    poly_power: Float = Field(default=0.9, ge=0)
+    scale_range: tuple[Float, Float] = Field(default=(0.75, 1.5), description="random rescale before the crop")
     hflip: bool = True
-    blur_probability: float = Field(default=0.0, ge=0, le=1)
+    blur_probability: Float = Field(default=0.0, ge=0, le=1)
     # A noisier student than its teacher (Noisy Student): students may rescale and blur more than M0.
-    student_scale_range: tuple[float, float] | None = Field(default=None, description="students' rescale range; default: scale_range")
-    student_blur_probability: float | None = Field(default=None, ge=0, le=1, description="students' blur probability; default: blur_probability")
-    seed: int = 0
-    checkpoint_every: int = Field(default=100, ge=1)
+    student_scale_range: tuple[Float, Float] | None = Field(default=None, description="students' rescale range; default: scale_range")
+    student_blur_probability: Float | None = Field(default=None, ge=0, le=1, description="students' blur probability; default: blur_probability")
+    seed: Int = 0
+    checkpoint_every: Int = Field(default=100, ge=1)
     mix: Literal["none", "cutmix", "classmix"] = Field(
         default="cutmix", description="students: paste a box (cutmix) or half the classes (classmix) between pseudo-labeled samples"
     )
-    mix_probability: float = Field(default=0.5, ge=0, le=1, description="students: chance that a pseudo-labeled sample is mixed")
+    mix_probability: Float = Field(default=0.5, ge=0, le=1, description="students: chance that a pseudo-labeled sample is mixed")
     strong: StrongAugmentationConfig = Field(
         default_factory=StrongAugmentationConfig, description="students: the strong view of pseudo-labeled samples"
     )
-    labeled_share: float | None = Field(
+    labeled_share: Float | None = Field(
         default=0.5, gt=0, lt=1,
         description="students: share of each batch drawn from S, the rest from pseudo-labels; null pools S and R",
     )
@@ -211,8 +240,8 @@ class TeacherStudentConfig(_Section):
     """Which strategy, how many generations and reference folds, and how pseudo-labels are made."""
 
     strategy: Literal["supervised", "self-learning", "stso", "atso"] = "atso"
-    generations: int = Field(default=3, ge=0)
-    folds: int = Field(default=2, ge=2)
+    generations: Int = Field(default=3, ge=0)
+    folds: Int = Field(default=2, ge=2)
     fold_groups: Literal["sample", "sequence", "blocks"] = Field(
         default="sample",
         description=(
@@ -220,10 +249,10 @@ class TeacherStudentConfig(_Section):
             "(the id up to fold_separator), or blocks of fold_block_size consecutive frames of a sequence"
         ),
     )
-    fold_block_size: int = Field(default=20, ge=1, description="frames per block, with fold_groups: blocks")
+    fold_block_size: Int = Field(default=20, ge=1, description="frames per block, with fold_groups: blocks")
     fold_separator: str = Field(default="_", min_length=1, description="ends a sequence name in a sample id (0016E5_07959)")
-    confidence_threshold: float | None = Field(default=None, ge=0, le=1)
-    class_balanced_keep: float | None = Field(
+    confidence_threshold: Float | None = Field(default=None, ge=0, le=1)
+    class_balanced_keep: Float | None = Field(
         default=None, gt=0, le=1,
         description="keep each class's most confident share of pseudo-labeled pixels, ignore the rest (class-balanced)",
     )
@@ -253,7 +282,7 @@ class TeacherStudentConfig(_Section):
 class EvaluationConfig(_Section):
     """Inference settings for labeling and scoring."""
 
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: Int = Field(default=8, ge=1)
     flip: bool = Field(default=False, description="average predictions with the horizontally flipped image")
 
 
@@ -267,9 +296,9 @@ class RuntimeConfig(_Section):
     )
     channels_last: bool = Field(default=False, description="NHWC memory format for the model and its inputs (GPUs)")
     cudnn_benchmark: bool = Field(default=False, description="let cuDNN time convolution algorithms (fixed input sizes)")
-    num_workers: int = Field(default=0, ge=0, description="data-loader processes per training or inference job")
-    prefetch_factor: int = Field(default=2, ge=1, description="batches each data-loader process loads ahead")
-    workers: int = Field(default=1, ge=1, description="jobs of a run that may run at once, each in its own process")
+    num_workers: Int = Field(default=0, ge=0, description="data-loader processes per training or inference job")
+    prefetch_factor: Int = Field(default=2, ge=1, description="batches each data-loader process loads ahead")
+    workers: Int = Field(default=1, ge=1, description="jobs of a run that may run at once, each in its own process")
     devices: list[str] = Field(
         default_factory=list, description="run ready jobs at once, one per listed device, e.g. [cuda:0, cuda:1]"
     )
@@ -280,6 +309,13 @@ class RuntimeConfig(_Section):
     tensorboard: bool = Field(
         default=False, description="write loss, learning rate and @R/@E to RUN_DIR/tensorboard (pip install tensorboard)"
     )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if device != "auto" and not is_device_name(device):
+            raise ValueError(f"'{device}' is not a device; give auto, cpu, cuda, cuda:N or mps")
+        return device
 
     @field_validator("devices")
     @classmethod
@@ -294,6 +330,37 @@ class RuntimeConfig(_Section):
         if self.devices and self.workers > 1:
             raise ValueError("give devices (one job per listed device) or workers (jobs on runtime.device), not both")
         return self
+
+
+def is_device_name(name: str) -> bool:
+    """Whether ``name`` is a device atso can run on somewhere: cpu, cuda, cuda:N or mps."""
+    return name in ("cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit())
+
+
+def check_device(name: str, key: str) -> str:
+    """Refuse a device that is not a device, or that this machine lacks, naming ``key`` (``--device``).
+
+    Checked when a command starts, not when a config is read, so a GPU run's config stays readable
+    (``atso report``) on a machine without one.
+
+    Raises:
+        AtsoError: e.g. ``tpu``, ``gpu``, ``cuda`` without CUDA, ``cuda:3`` on a 2-GPU machine.
+    """
+    import torch
+
+    if name == "auto":
+        return name
+    if not is_device_name(name):
+        raise AtsoError(f"{key}: '{name}' is not a device; give auto, cpu, cuda, cuda:N or mps")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name[5:]) if ":" in name else 0
+        if index >= count:
+            found = f"{count} CUDA device(s) found" if count else "CUDA is not available"
+            raise AtsoError(f"{key}: '{name}' asked for but {found}; use auto, cpu{', or cuda:0' if count else ''}")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise AtsoError(f"{key}: 'mps' asked for but MPS is not available; use auto or cpu")
+    return name
 
 
 class Config(_Section):
@@ -336,6 +403,8 @@ def _describe_error(exc: ValidationError, source: str) -> AtsoError:
     if first["type"] == "missing":
         return AtsoError(f"{source}: missing key '{key}'")
     message = first["msg"].replace("Value error, ", "")
+    if first["type"] == "finite_number":
+        message += f", not {first['input']}; .inf and .nan are not settings"
     where = f"'{key}'" if key else "config"
     return AtsoError(f"{source}: {where}: {message}")
 
@@ -365,6 +434,64 @@ def _section_for(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names one key twice; PyYAML would silently keep the last (a whole section lost)."""
+
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(f"duplicate key '{key}' (line {line})")
+        self.key, self.line = key, line
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (plain data, no code), with duplicate keys an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: SafeLoader says so itself
+                continue
+            if duplicate and key != "<<":
+                raise DuplicateKeyError(key, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """A text file as UTF-8, or one line naming the file and the fix (a Latin-1 list file, a binary file).
+
+    Raises:
+        AtsoError: the file cannot be read or is not UTF-8.
+    """
+    try:
+        return Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AtsoError(
+            f"{path}: {what} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save it as UTF-8"
+        ) from exc
+    except OSError as exc:
+        raise AtsoError(f"{path}: cannot read {what} ({exc.strerror or exc})") from exc
+
+
+def read_yaml(path: str | Path, what: str = "config", text: str | None = None) -> Any:
+    """Parse a UTF-8 YAML file with plain data only and unique keys.
+
+    Raises:
+        AtsoError: not UTF-8, not YAML, or a key given twice (the line names the key and its line).
+    """
+    text = read_text_file(path, what) if text is None else text
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)
+    except DuplicateKeyError as exc:
+        raise AtsoError(
+            f"{path}: duplicate key '{exc.key}' at line {exc.line}; give each key once (the second would replace the first)"
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise AtsoError(f"{path}: not valid YAML ({exc.__class__.__name__}); check indentation and quoting") from exc
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``a.b.c=value`` into the key path and a YAML-parsed value."""
     if "=" not in text:
@@ -374,7 +501,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key:
         raise AtsoError(f"--set {text}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else ""
+    except DuplicateKeyError as exc:
+        raise AtsoError(f"--set {text}: duplicate key '{exc.key}'; give each key once") from exc
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -459,10 +588,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     path = Path(path)
     if not path.is_file():
         raise AtsoError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise AtsoError(f"{path}: not valid YAML ({exc.__class__.__name__}); check indentation and quoting") from exc
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise AtsoError(f"{path}: expected a mapping of sections (data, model, train, ...)")
     data = apply_overrides(data, overrides or [])

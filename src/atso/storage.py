@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -111,18 +112,81 @@ def atomic_save_torch(path: str | Path, obj: Any) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-TEMPORARY_PATTERN = ".*.tmp"
+def load_torch(path: str | Path, map_location: Any = "cpu", setting: str = "") -> Any:
+    """``torch.load`` that never runs code: only tensors and plain data (dicts, lists, numbers, strings).
 
+    Every file atso loads goes through here (model files, ``state.pt``, backbone weights), because a
+    pickle can name any callable, and ``torch.load(weights_only=False)`` would call it.
 
-def remove_temporary_files(folder: str | Path) -> list[Path]:
-    """Delete the temporary files that killed writes left under ``folder``; return what was removed.
+    Args:
+        setting: the config key or flag that named the file (e.g. ``model.pretrained``); leads the error.
 
-    Call it only when no other process is writing under ``folder``.
+    Raises:
+        AtsoError: the file is missing, truncated or corrupt, or holds anything beyond tensors and plain data.
     """
+    import pickle
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    lead = f"{setting}: " if setting else ""
+    if not path.is_file():
+        raise AtsoError(f"{lead}{path}: checkpoint not found; pass a model.pt written by atso")
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: no second stderr line
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc).upper():  # a class or function named in the pickle, refused by torch
+            raise AtsoError(
+                f"{lead}{path}: refusing to load: it holds Python objects beyond tensors and plain data, which "
+                "could run code; pass a file written by atso, or re-save only its state dict"
+            ) from exc
+        raise AtsoError(f"{lead}{path}: cannot read checkpoint (UnpicklingError); it may be truncated or corrupt") from exc
+    except Exception as exc:  # torch raises many types for a corrupt or truncated file
+        raise AtsoError(
+            f"{lead}{path}: cannot read checkpoint ({exc.__class__.__name__}); it may be truncated or corrupt"
+        ) from exc
+
+
+TEMPORARY_PATTERN = ".*.tmp"  # a glob for looking; deleting goes by the exact naming below
+# What atomic_write's mkstemp makes: "." + target name + "." + 8 characters of tempfile's alphabet + ".tmp".
+_TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def is_temporary_file(path: str | Path) -> bool:
+    """Whether ``path`` is named like a temporary file of :func:`atomic_write` (and is a plain file)."""
+    path = Path(path)
+    return bool(_TEMPORARY_NAME.fullmatch(path.name)) and path.is_file() and not path.is_symlink()
+
+
+def remove_temporary_files(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files that killed writes left in ``folder`` (and below, if ``recursive``).
+
+    Only files of atso's own temporary naming are touched, never a user's ``.cache.tmp``; callers pass
+    only folders atso itself writes (see :meth:`atso.running.run_dir.RunDirectory.prepare`). Call it only
+    when no other process is writing there.
+
+    Returns:
+        The files removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    if recursive:  # os.walk never follows a symlinked folder out of the run directory
+        candidates = [Path(top) / name for top, _, names in os.walk(folder) for name in names]
+    else:
+        candidates = list(folder.iterdir())
     removed = []
-    for leftover in Path(folder).rglob(TEMPORARY_PATTERN):
-        if leftover.is_file():
-            leftover.unlink(missing_ok=True)
+    for leftover in sorted(candidates):
+        if is_temporary_file(leftover):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError as exc:  # a read-only folder: stop here, as any write there would
+                raise AtsoError(
+                    f"{leftover}: cannot remove this temporary file ({exc.strerror or exc}); fix permissions, then resume"
+                ) from exc
             removed.append(leftover)
     return removed
 

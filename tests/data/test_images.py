@@ -162,3 +162,18 @@ def test_overlay_blends_only_labelled_pixels():
     labels = np.array([[0, 1, 255]])
     blended = overlay(image, labels, PALETTE, alpha=0.5)
     np.testing.assert_array_equal(blended, [[[178, 50, 50], [50, 178, 50], [100, 100, 100]]])
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_verify_image_catches_a_truncated_file_without_reading_masks(tmp_path, suffix):
+    from atso.data.images import verify_image
+
+    path = tmp_path / f"image{suffix}"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (30, 40, 3)).astype(np.uint8)).save(path)
+    assert verify_image(path) == (30, 40)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 40])
+    assert image_size(path) == (30, 40)  # the header alone still reads: that is why preflight verifies
+    with pytest.raises(AtsoError, match=rf"image{suffix}: cannot read image"):
+        verify_image(path)

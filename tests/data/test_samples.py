@@ -183,6 +183,26 @@ def test_write_and_read_list_file_round_trip(tmp_path):
     assert empty.read_text() == "" and read_list_file(empty) == []
 
 
+def test_list_files_take_quoted_or_tab_separated_paths_with_spaces(tmp_path):
+    image = _png(tmp_path / "my images" / "a b.png")
+    mask = _png(tmp_path / "my masks" / "a b.png", mode="L")
+    quoted = tmp_path / "quoted.txt"
+    quoted.write_text(f'"{image}" \'{mask}\'\n')
+    tabbed = tmp_path / "tabbed.txt"
+    tabbed.write_text(f"{image}\t{mask}\n{image.parent}/plain.png\n")
+    assert read_list_file(quoted) == [Sample("a b", image, mask)]
+    assert read_list_file(tabbed) == [Sample("a b", image, mask), Sample("plain", image.parent / "plain.png")]
+    written = write_list_file(tmp_path / "splits" / "labeled.txt", [Sample("a b", image, mask)])
+    assert read_list_file(written) == [Sample("a b", image, mask)]  # splits/ round-trips paths with spaces
+
+
+def test_dangling_symlink_in_an_image_folder_is_an_error_not_a_missing_sample(tmp_path):
+    folder = _folder(tmp_path / "images", ["a", "b"])
+    (folder / "c.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(AtsoError, match=r"c\.png: image is a symbolic link to a missing file .*gone\.png"):
+        list_samples(SourceConfig(images=folder), need_masks=False)
+
+
 def test_read_list_file_with_base_dir(tmp_path):
     listing = tmp_path / "lists" / "train.txt"
     listing.parent.mkdir()

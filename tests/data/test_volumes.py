@@ -118,6 +118,21 @@ def test_label_shape_differs_from_image(tmp_path):
         read_label_volume(path, DESCRIPTION, expected_shape=SHAPE)
 
 
+@pytest.mark.parametrize("offset, refused", [(0.0, False), (4e-4, False), (0.5, True)])
+def test_label_affine_must_match_its_image_within_the_tolerance(tmp_path, offset, refused):
+    image, labels = blob_in_noise()
+    scan = read_volume(save(tmp_path / "image.nii.gz", image))
+    moved = AFFINE.copy()
+    moved[1, 3] += offset
+    path = save(tmp_path / "labels.nii.gz", labels, affine=moved)
+    if refused:
+        with pytest.raises(AtsoError, match=r"labels\.nii\.gz: label volume's affine differs .* by up to 0\.5 \(tolerance 0\.001\)"):
+            read_label_volume(path, DESCRIPTION, scan)
+    else:
+        assert read_label_volume(path, DESCRIPTION, scan).shape == SHAPE
+    assert read_label_volume(path, DESCRIPTION, SHAPE).shape == SHAPE  # a bare shape checks no affine
+
+
 def test_label_values_are_remapped_and_validated(tmp_path):
     _, labels = blob_in_noise()
     labels[0, 0, 0] = 3  # remapped to ignore

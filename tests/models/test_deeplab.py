@@ -65,8 +65,17 @@ def test_missing_weights_file_names_the_path(tmp_path):
 def test_unreadable_weights_file_names_the_path(tmp_path):
     path = tmp_path / "garbage.pth"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(AtsoError, match=f"pretrained_backbone file '{path}' cannot be read"):
+    with pytest.raises(AtsoError, match=f"pretrained_backbone: {path}: cannot read checkpoint"):
         build_model("deeplabv3plus", num_classes=3, backbone="resnet18", pretrained_backbone=str(path))
+
+
+def test_a_backbone_file_carrying_code_is_refused_and_nothing_runs(tmp_path):
+    from conftest import write_code_carrying_file
+
+    path, marker = write_code_carrying_file(tmp_path / "backbone.pth", tmp_path)
+    with pytest.raises(AtsoError, match=f"pretrained_backbone: {path}: refusing to load") as info:
+        build_model("deeplabv3plus", num_classes=3, backbone="resnet18", pretrained_backbone=str(path))
+    assert not marker.exists() and "\n" not in str(info.value)
 
 
 def test_weights_that_do_not_fit_report_how_many_keys_match(tmp_path):

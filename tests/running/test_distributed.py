@@ -91,8 +91,8 @@ def test_two_process_ddp_equals_one_process_and_only_rank_0_writes(tiny_dataset,
     for job, entry in single_jobs.items():
         if entry["outputs"].get("final_loss") is not None:
             assert ddp_jobs[job]["outputs"]["final_loss"] == pytest.approx(entry["outputs"]["final_loss"], rel=1e-4)
-            a = torch.load(RunDirectory(single).model_path(job), weights_only=False)["state_dict"]
-            b = torch.load(RunDirectory(out).model_path(job), weights_only=False)["state_dict"]
+            a = torch.load(RunDirectory(single).model_path(job), weights_only=True)["state_dict"]
+            b = torch.load(RunDirectory(out).model_path(job), weights_only=True)["state_dict"]
             for name in a:
                 torch.testing.assert_close(b[name], a[name], atol=1e-4, rtol=0, msg=f"{job} {name}")
 

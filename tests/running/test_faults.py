@@ -58,8 +58,8 @@ def job_outputs(out: Path) -> dict[str, dict]:
 
 def assert_same_models(out: Path, reference: Path) -> None:
     for model in sorted(reference.rglob("model.pt")):
-        weights = torch.load(out / model.relative_to(reference), weights_only=False)["state_dict"]
-        expected = torch.load(model, weights_only=False)["state_dict"]
+        weights = torch.load(out / model.relative_to(reference), weights_only=True)["state_dict"]
+        expected = torch.load(model, weights_only=True)["state_dict"]
         assert all(torch.equal(weights[key], expected[key]) for key in expected), model
 
 
@@ -76,7 +76,7 @@ def only_a_temporary_file(relative: str):
 
 def has_checkpoint(job: str, iteration: int):
     def check(out: Path, sample: str) -> None:
-        state = torch.load(out / "jobs" / job / "state.pt", weights_only=False)
+        state = torch.load(out / "jobs" / job / "state.pt", weights_only=True)
         assert state["iteration"] == iteration
 
     return check

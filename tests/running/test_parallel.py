@@ -72,8 +72,8 @@ def test_workers_give_the_metrics_of_the_sequential_run(tiny_dataset, tmp_path):
     sequential, parallel = RunDirectory(tmp_path / "sequential"), RunDirectory(tmp_path / "parallel")
     assert parallel.finished_jobs().keys() == sequential.finished_jobs().keys()
     for job_id in ("g0/m0", *STUDENTS, "atso/final/model"):
-        a = torch.load(sequential.model_path(job_id), weights_only=False)["state_dict"]
-        b = torch.load(parallel.model_path(job_id), weights_only=False)["state_dict"]
+        a = torch.load(sequential.model_path(job_id), weights_only=True)["state_dict"]
+        b = torch.load(parallel.model_path(job_id), weights_only=True)["state_dict"]
         assert all(torch.equal(a[name], b[name]) for name in a), job_id
     assert any("worker 2" in line for line in lines)  # both workers took jobs
     assert not list((tmp_path / "parallel").rglob("*.tmp"))

@@ -87,8 +87,8 @@ def test_reference_ground_truth_never_reaches_training(tiny_dataset, tmp_path):
     for job in RunDirectory(tmp_path / "a").finished_jobs():
         model_a = RunDirectory(tmp_path / "a").model_path(job)
         if model_a.is_file():
-            weights_a = torch.load(model_a, weights_only=False)["state_dict"]
-            weights_b = torch.load(RunDirectory(tmp_path / "b").model_path(job), weights_only=False)["state_dict"]
+            weights_a = torch.load(model_a, weights_only=True)["state_dict"]
+            weights_b = torch.load(RunDirectory(tmp_path / "b").model_path(job), weights_only=True)["state_dict"]
             assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a), job
     a, b = metrics_lines(tmp_path / "a"), metrics_lines(tmp_path / "b")
     assert [r.get("test_miou") for r in a] == [r.get("test_miou") for r in b]
@@ -198,7 +198,7 @@ def test_pretrained_m0_starts_from_another_runs_model(tiny_dataset, tmp_path):
     train = {"iterations": 2, "lr": 1e-12}
     run_atso(tiny_config(tiny_dataset, teacher_student=supervised, train=train, model={"pretrained": str(source)}), tmp_path / "tuned")
     run_atso(tiny_config(tiny_dataset, teacher_student=supervised, train=train), tmp_path / "scratch")
-    weights = {name: torch.load(RunDirectory(tmp_path / name).model_path("g0/m0"), weights_only=False)["state_dict"]
+    weights = {name: torch.load(RunDirectory(tmp_path / name).model_path("g0/m0"), weights_only=True)["state_dict"]
                for name in ("first", "tuned", "scratch")}
     conv = next(k for k in weights["first"] if k.endswith("weight") and weights["first"][k].dim() == 4)
     assert torch.allclose(weights["tuned"][conv], weights["first"][conv], atol=1e-6)

@@ -107,8 +107,8 @@ def test_students_never_see_reference_truth(volume_run, tmp_path):
         assert record["test"] == original[record["job"]]["test"]
     assert run["records"][0]["reference_dice"] != original["g0/eval"]["reference_dice"]  # the truth did change
     for job in ("g0/m0", "stso/g1/student"):
-        mine = torch.load(RunDirectory(tmp_path / "run").model_path(job), weights_only=False)["state_dict"]
-        theirs = torch.load(RunDirectory(out).model_path(job), weights_only=False)["state_dict"]
+        mine = torch.load(RunDirectory(tmp_path / "run").model_path(job), weights_only=True)["state_dict"]
+        theirs = torch.load(RunDirectory(out).model_path(job), weights_only=True)["state_dict"]
         assert all(torch.equal(mine[k], theirs[k]) for k in theirs), job
 
 

@@ -47,7 +47,7 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(dataset, tmp_path)
     train(resumed, dataset, settings, state_path, "resumed")
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
-    state = torch.load(state_path, weights_only=False)
+    state = torch.load(state_path, weights_only=True)
     assert state["iteration"] == 12 and {"model", "optimizer", "scheduler"} <= set(state)
 
 
@@ -69,7 +69,7 @@ def _train_until(model, dataset, settings, state_path, stop_after):
             train(model, dataset, settings, state_path, "partial", fault_point="train")
     finally:
         trainer.maybe_crash = original
-    assert torch.load(state_path, weights_only=False)["iteration"] == stop_after
+    assert torch.load(state_path, weights_only=True)["iteration"] == stop_after
 
 
 def test_nan_loss_stops_with_the_job_and_iteration(dataset, tmp_path):
@@ -101,3 +101,17 @@ def test_on_log_gets_each_logged_iteration_its_mean_loss_and_lr(dataset, tmp_pat
     assert [step for step, _, _ in logged] == [5, 10, 12]
     assert [loss for _, loss, _ in logged] == losses
     assert [lr for _, _, lr in logged] == pytest.approx([0.05 * (1 - 5 / 12), 0.05 * (1 - 10 / 12), 0.0])
+
+
+def test_a_state_file_carrying_code_is_refused_and_nothing_runs(dataset, tmp_path):
+    from conftest import write_code_carrying_file
+
+    settings = TrainingSettings(iterations=4, lr=0.05, checkpoint_every=4, quiet=True, log_every=4)
+    state_path = tmp_path / "state.pt"
+    train(new_model(), dataset, settings, state_path, "first")
+    state = torch.load(state_path, weights_only=True)  # what the trainer saves is plain data only
+    state["iteration"] = 2
+    write_code_carrying_file(state_path, tmp_path, state)
+    with pytest.raises(AtsoError, match="state.pt: refusing to load") as info:
+        train(new_model(), dataset, settings, state_path, "resumed")
+    assert not (tmp_path / "code-ran.marker").exists() and "\n" not in str(info.value)

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from atso.config import read_text_file, read_yaml
 from atso.errors import AtsoError
 
 BUILTIN_DESCRIPTIONS = ("camvid", "cityscapes", "left-atrium")
@@ -41,6 +41,9 @@ class DatasetDescription(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> "DatasetDescription":
         n = len(self.classes)
+        twice = sorted({name for name in self.classes if self.classes.count(name) > 1})
+        if twice:  # per_class_iou is keyed by name: a repeated name would drop a class from the scores
+            raise ValueError(f"class name(s) {', '.join(twice)} given more than once; give each class its own name")
         if self.ignore_index < n:
             raise ValueError(f"ignore_index {self.ignore_index} collides with a class index (0..{n - 1})")
         if self.palette is not None and len(self.palette) != n:
@@ -120,12 +123,9 @@ def load_description(name_or_path: str | Path, base_dir: Path | None = None) -> 
             raise AtsoError(
                 f"{path}: dataset description not found; give a YAML file or one of {', '.join(BUILTIN_DESCRIPTIONS)}"
             )
-        text = path.read_text()
+        text = read_text_file(path, "dataset description")
         source = str(path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise AtsoError(f"{source}: not valid YAML ({exc.__class__.__name__})") from exc
+    data = read_yaml(source, "dataset description", text=text)  # unique keys: a second 'classes' is an error
     if not isinstance(data, dict):
         raise AtsoError(f"{source}: expected a mapping with 'classes', 'ignore_index', ...")
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,16 +27,34 @@ class Sample:
         return Sample(self.id, self.image, None)
 
 
+def check_not_dangling(path: Path, what: str = "image") -> None:
+    """A symlink to a missing file is an error, not a sample silently left out.
+
+    Raises:
+        AtsoError: ``path`` is a symlink whose target does not exist.
+    """
+    if path.is_symlink() and not path.exists():
+        raise AtsoError(
+            f"{path}: {what} is a symbolic link to a missing file ({os.readlink(path)}); fix or remove the link"
+        )
+
+
 def _image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise AtsoError(f"{folder}: image folder not found; check the path in the config")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = []
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            check_not_dangling(p)
+            if p.is_file():
+                files.append(p)
     return files
 
 
 def _find_mask(folder: Path, stem: str, suffix: str) -> Path | None:
     for ext in (".png", ".tif", ".tiff", ".bmp"):
         candidate = folder / f"{stem}{suffix}{ext}"
+        check_not_dangling(candidate, "mask")
         if candidate.is_file():
             return candidate
     return None
@@ -97,20 +117,50 @@ def _from_cityscapes(root: Path, split: str, source: SourceConfig, need_masks: b
     return samples
 
 
+def split_list_line(line: str, where: str, tabbed: bool = False) -> list[str]:
+    """The fields of one list-file line: tab-separated (spaces belong to the paths), or shell-quoted.
+
+    Args:
+        tabbed: the file holds a tab somewhere, so every line of it is tab-separated.
+
+    Raises:
+        AtsoError: an unclosed quote, or more than two fields (with how to write paths with spaces).
+    """
+    fix = "quote paths with spaces (\"my image.png\" mask.png) or separate the two paths with a tab"
+    if tabbed or "\t" in line:
+        parts = [part.strip() for part in line.split("\t") if part.strip()]
+    else:
+        try:
+            parts = shlex.split(line)
+        except ValueError as exc:
+            raise AtsoError(f"{where}: {exc}; {fix}") from exc
+    if len(parts) > 2:
+        raise AtsoError(f"{where}: expected 'image [mask]', got {len(parts)} fields; {fix}")
+    return parts
+
+
 def read_list_file(path: Path, base_dir: Path | None = None) -> list[Sample]:
-    """Read 'image [mask]' lines; relative paths are relative to ``base_dir`` (default: the file's folder)."""
+    """Read 'image [mask]' lines; relative paths are relative to ``base_dir`` (default: the file's folder).
+
+    Paths with spaces are quoted (``"a b.png" "a b mask.png"``), or the file is tab-separated: once any
+    line holds a tab, every line splits on tabs only.
+    """
+    from atso.config import read_text_file
+
     path = Path(path)
     if not path.is_file():
         raise AtsoError(f"{path}: list file not found")
     base_dir = base_dir or path.parent
     samples = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    text = read_text_file(path, "list file")
+    tabbed = "\t" in text
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.split()
-        if len(parts) > 2:
-            raise AtsoError(f"{path}:{number}: expected 'image [mask]', got {len(parts)} fields")
+        parts = split_list_line(line, f"{path}:{number}", tabbed)
+        if not parts:
+            continue
         image = Path(parts[0]) if Path(parts[0]).is_absolute() else base_dir / parts[0]
         mask = None
         if len(parts) == 2:
@@ -128,7 +178,7 @@ def write_list_file(path: Path, samples: list[Sample], with_masks: bool = True) 
         fields = [str(Path(sample.image).resolve())]
         if with_masks and sample.mask is not None:
             fields.append(str(Path(sample.mask).resolve()))
-        lines.append(" ".join(fields))
+        lines.append(" ".join(shlex.quote(field) for field in fields))  # read back by split_list_line
     return atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
 
 
@@ -143,6 +193,9 @@ def list_samples(source: SourceConfig, need_masks: bool = True) -> list[Sample]:
         samples = [s for s in read_list_file(source.list) if selected(source, s.id)]
         origin = str(source.list)
         for sample in samples:
+            check_not_dangling(sample.image)
+            if sample.mask is not None:
+                check_not_dangling(sample.mask, "mask")
             if not sample.image.is_file():
                 raise AtsoError(f"{sample.image}: image file not found (listed in {source.list})")
             if sample.mask is not None and not sample.mask.is_file():

@@ -193,7 +193,7 @@ class SliceTrainingDataset(Dataset):
             if pair.target_is_pseudo:
                 target = read_pseudo_label_volume(pair.target, description.num_classes, description.ignore_index, volume.shape)
             else:
-                target = read_label_volume(pair.target, pair.mask_description or description, volume.shape).data
+                target = read_label_volume(pair.target, pair.mask_description or description, volume).data
             data = prepare_image(volume, settings)
             target = prepare_labels(target, volume.spacing, settings)
             for view_number, view in enumerate(views):

@@ -153,8 +153,26 @@ def _integral_labels(path: Path, data: np.ndarray) -> np.ndarray:
     return data.astype(np.uint8)
 
 
+AFFINE_TOLERANCE = 1e-3  # millimetres (and direction cosines): float32 headers round well below this
+
+
+def check_same_grid(path: str | Path, label: Volume, image: Volume) -> None:
+    """A label must lie on its scan's voxel grid in space too: same affine within :data:`AFFINE_TOLERANCE`.
+
+    Raises:
+        AtsoError: naming the label file, the largest difference and the fix.
+    """
+    difference = float(np.abs(np.asarray(label.affine) - np.asarray(image.affine)).max())
+    if not difference <= AFFINE_TOLERANCE:
+        raise AtsoError(
+            f"{path}: label volume's affine differs from its image's ({image.path}) by up to {difference:.4g} "
+            f"(tolerance {AFFINE_TOLERANCE:g}); the label is not on its scan's grid: resample it onto the scan "
+            "or save it with the scan's affine"
+        )
+
+
 def read_label_volume(
-    path: str | Path, description: DatasetDescription, expected_shape: tuple[int, int, int] | None = None
+    path: str | Path, description: DatasetDescription, expected_shape: "tuple[int, int, int] | Volume | None" = None
 ) -> Volume:
     """Read a reference label volume as uint8 class indices, with ``ignore_index`` where unscored.
 
@@ -162,7 +180,8 @@ def read_label_volume(
         path: the label file.
         description: the label space: ``remap`` is applied, then every value must be a class or
             ``ignore_index``. Volumes need ``mask_format: index``.
-        expected_shape: ``(X, Y, Z)`` of the label's image, checked when given.
+        expected_shape: ``(X, Y, Z)`` of the label's image, checked when given; or the image itself,
+            whose affine is then checked too (:func:`check_same_grid`).
 
     Raises:
         AtsoError: as :func:`read_volume`, or the shape differs from the image's, or a value (after
@@ -174,6 +193,10 @@ def read_label_volume(
             f"{description.mask_format}; set mask_format: index"
         )
     volume = read_volume(path, kind="label")
+    if isinstance(expected_shape, Volume):
+        image, expected_shape = expected_shape, expected_shape.shape
+        if volume.shape == tuple(expected_shape):
+            check_same_grid(path, volume, image)
     if expected_shape is not None and volume.shape != tuple(expected_shape):
         raise AtsoError(
             f"{path}: label volume is {'x'.join(map(str, volume.shape))} but its image is "

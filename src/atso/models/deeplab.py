@@ -10,6 +10,7 @@ from monai.networks.nets import resnet18, resnet34, resnet50, resnet101
 from torch import nn
 
 from atso.errors import AtsoError
+from atso.storage import load_torch
 
 BACKBONES = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101}
 # Atrous rates of the ASPP branches for each output stride, as in the DeepLabV3 paper.
@@ -87,10 +88,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path, backbone_name: 
     path = Path(path)
     if not path.is_file():
         raise AtsoError(f"pretrained_backbone file '{path}' does not exist; give the path of a local ResNet state dict")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise AtsoError(f"pretrained_backbone file '{path}' cannot be read as a torch state dict ({error})") from error
+    state_dict = load_torch(path, setting="model.options.pretrained_backbone")  # refuses pickled code, names the file
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise AtsoError(f"pretrained_backbone file '{path}' does not hold a state dict of tensors")
 

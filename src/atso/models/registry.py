@@ -45,31 +45,47 @@ class PadToMultiple(nn.Module):
         return self.network(image)[..., :height, :width]
 
 
-def _positive_int(model: str, option: str, value: object) -> int:
+# Upper bounds checked before a network is built: beyond them a network does not fit in memory, or
+# (small_unet depth 99: 16 * 2**99 channels) allocating it never returns.
+MAX_CHANNELS = 4096
+MAX_LEVELS = 8
+
+
+def _positive_int(model: str, option: str, value: object, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise AtsoError(f"model '{model}' option {option}={value!r} is invalid; give a positive integer")
+    if maximum is not None and value > maximum:
+        raise AtsoError(f"model '{model}' option {option}={value!r} is too large; give at most {maximum}")
     return value
 
 
-def _positive_ints(model: str, option: str, values: object, length: int | None = None) -> tuple[int, ...]:
+def _positive_ints(
+    model: str, option: str, values: object, length: int | None = None, maximum: int | None = None
+) -> tuple[int, ...]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or (length and len(values) != length):
         size = f"{length} " if length else ""
         raise AtsoError(
             f"model '{model}' option {option}={values!r} is invalid; give a list of {size}positive integers"
         )
-    return tuple(_positive_int(model, option, value) for value in values)
+    return tuple(_positive_int(model, option, value, maximum) for value in values)
 
 
 def _small_unet(num_classes: int, in_channels: int, base_channels: int = 16, depth: int = 4) -> nn.Module:
-    base_channels = _positive_int("small_unet", "base_channels", base_channels)
-    depth = _positive_int("small_unet", "depth", depth)
+    base_channels = _positive_int("small_unet", "base_channels", base_channels, MAX_CHANNELS)
+    depth = _positive_int("small_unet", "depth", depth, MAX_LEVELS)
+    if base_channels * 2 ** (depth - 1) > MAX_CHANNELS:
+        raise AtsoError(
+            f"model 'small_unet' options base_channels={base_channels}, depth={depth} give "
+            f"{base_channels * 2 ** (depth - 1)} channels at the deepest level; keep base_channels * 2**(depth-1) "
+            f"at most {MAX_CHANNELS}"
+        )
     return PadToMultiple(SmallUNet(in_channels, num_classes, base_channels, depth), multiple=2**depth)
 
 
 def _basic_unet(
     num_classes: int, in_channels: int, features: Sequence[int] = (32, 32, 64, 128, 256, 32)
 ) -> nn.Module:
-    features = _positive_ints("basic_unet", "features", features, length=6)
+    features = _positive_ints("basic_unet", "features", features, length=6, maximum=MAX_CHANNELS)
     network = BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=num_classes, features=features)
     return PadToMultiple(network, multiple=16)  # BasicUNet always downsamples 4 times
 
@@ -81,10 +97,12 @@ def _monai_unet(
     strides: Sequence[int] = (2, 2, 2, 2),
     num_res_units: int = 2,
 ) -> nn.Module:
-    channels = _positive_ints("monai_unet", "channels", channels)
-    if len(channels) < 2:
-        raise AtsoError(f"model 'monai_unet' option channels={list(channels)} is invalid; give at least 2 levels")
-    strides = _positive_ints("monai_unet", "strides", strides, length=len(channels) - 1)
+    channels = _positive_ints("monai_unet", "channels", channels, maximum=MAX_CHANNELS)
+    if not 2 <= len(channels) <= MAX_LEVELS + 1:
+        raise AtsoError(
+            f"model 'monai_unet' option channels={list(channels)} is invalid; give 2 to {MAX_LEVELS + 1} levels"
+        )
+    strides = _positive_ints("monai_unet", "strides", strides, length=len(channels) - 1, maximum=4)
     if isinstance(num_res_units, bool) or not isinstance(num_res_units, int) or num_res_units < 0:
         raise AtsoError(f"model 'monai_unet' option num_res_units={num_res_units!r} is invalid; give an integer >= 0")
     network = UNet(

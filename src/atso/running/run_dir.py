@@ -23,11 +23,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
 
-from atso.config import Config, config_from_dict, dump_config
+from atso.config import Config, config_from_dict, dump_config, read_yaml
 from atso.errors import AtsoError
-from atso.storage import atomic_write_json, atomic_write_text, read_json, remove_temporary_files
+from atso.storage import atomic_write_json, atomic_write_text, is_temporary_file, read_json, remove_temporary_files
 
 
 class RunDirectory:
@@ -78,6 +77,7 @@ class RunDirectory:
         Temporary files that killed writes left behind are removed here. (An ``atso job`` worker still
         writing into the folder would see its write fail with a clear error; its job stays unfinished.)
         """
+        self.check_owned()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -90,17 +90,70 @@ class RunDirectory:
                     f"{self.config_path}: this run directory was made with a different config "
                     f"(changed: {', '.join(changed[:5])}); use a new --out, or --force to continue with the new one"
                 )
-        remove_temporary_files(self.path)
+        self.remove_temporary_files()
+        self.verify_finished_models()
         atomic_write_text(self.config_path, dump_config(config))
         with self.manifest() as manifest:
             manifest["fingerprint"] = config.fingerprint()
             manifest["compare"] = compare or bool(manifest.get("compare"))
 
+    def check_owned(self) -> None:
+        """Refuse a folder that is not atso's: atso writes, and deletes its temporary files, only in its own.
+
+        A run directory is new, empty, holds ``config.yaml``, or holds only what a run killed during its
+        very first write leaves (its lock file and atso's temporary files).
+
+        Raises:
+            AtsoError: the path is a file, or a non-empty folder that is not an atso run directory.
+        """
+        if not self.path.exists() and not self.path.is_symlink():
+            return
+        if not self.path.is_dir():
+            raise AtsoError(f"{self.path}: exists and is not a folder, so it cannot be the run directory; choose another --out")
+        if self.config_path.is_file():
+            return
+        foreign = sorted(
+            entry.name for entry in self.path.iterdir() if entry.name != ".manifest.lock" and not is_temporary_file(entry)
+        )
+        if foreign:
+            raise AtsoError(
+                f"{self.path}: not empty and not an atso run directory (no config.yaml; holds {', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}); atso writes only into its own run directories: "
+                "give a new or empty --out"
+            )
+
+    def remove_temporary_files(self) -> list[Path]:
+        """Delete atso's temporary files where atso writes: the top folder, ``splits/``, ``jobs/``, ``report/``."""
+        removed = remove_temporary_files(self.path)
+        for folder in (self.splits, self.path / "jobs", self.report_dir):
+            removed += remove_temporary_files(folder, recursive=True)
+        return removed
+
+    def verify_finished_models(self) -> None:
+        """Read each finished job's ``model.pt`` once, so a corrupt one stops a resume before any work starts.
+
+        Raises:
+            AtsoError: a model file recorded as finished is missing, truncated or not atso's (the line names it).
+        """
+        from atso.checkpoints import verify_model_file
+
+        for job_id, record in self.finished_jobs().items():
+            model = (record.get("outputs") or {}).get("model") if isinstance(record, dict) else None
+            if not isinstance(model, str):
+                continue
+            path = self.path / model
+            try:
+                verify_model_file(path)
+            except AtsoError as exc:
+                raise AtsoError(
+                    f"{exc}; job {job_id} is recorded finished: restore its model.pt, or start again with a new --out"
+                ) from exc
+
     def load_config(self) -> Config:
         """The config saved in this run directory."""
         if not self.config_path.is_file():
             raise AtsoError(f"{self.path}: not a run directory (no config.yaml); run 'atso run' first")
-        data = yaml.safe_load(self.config_path.read_text())
+        data = read_yaml(self.config_path)
         return config_from_dict(data, source=str(self.config_path), base_dir=self.path)
 
     @contextlib.contextmanager

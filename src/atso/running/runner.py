@@ -31,7 +31,7 @@ from atso.running.determinism import deterministic_algorithms, job_seed
 from atso.running.faults import maybe_crash
 from atso.running.run_dir import RunDirectory
 from atso.running.scheduler import run_parallel, worker_devices
-from atso.storage import atomic_write_json, atomic_write_text, make_folder, read_json
+from atso.storage import atomic_write_json, atomic_write_text, load_torch, make_folder, read_json
 from atso.strategies.plan import M0, EvaluateJob, Job, LabelJob, Plan, TrainJob
 from atso.training.losses import segmentation_loss
 from atso.training.trainer import TrainingSettings, resolve_device, train
@@ -244,7 +244,7 @@ class Runner:
         job_dir = self.run_dir.job_dir(job.id)
         make_folder(job_dir)
         state_path = job_dir / "state.pt"
-        resumed_at = int(torch.load(state_path, weights_only=False)["iteration"]) if state_path.is_file() else 0
+        resumed_at = int(load_torch(state_path)["iteration"]) if state_path.is_file() else 0
         started = time.perf_counter()
         with self.tensorboard.training(job.id) if self.tensorboard else contextlib.nullcontext() as on_log:
             losses = train(

@@ -20,7 +20,7 @@ from atso.evaluation.volume_metrics import VolumeScores
 from atso.models.views import ViewNetworks
 from atso.running import distributed
 from atso.running.determinism import job_seed
-from atso.storage import atomic_save_torch, make_folder
+from atso.storage import atomic_save_torch, load_torch, make_folder
 from atso.strategies.plan import M0, EvaluateJob, TrainJob
 from atso.training.trainer import train
 
@@ -60,7 +60,7 @@ def train_volume_model(runner: Runner, job: TrainJob) -> dict[str, Any]:
     for key in model.keys():
         network, finished = model.networks[key], job_dir / f"network-{key}.pt"
         if finished.is_file():
-            network.load_state_dict(torch.load(finished, map_location="cpu", weights_only=True))
+            network.load_state_dict(load_torch(finished))
             continue
         network_seed = job_seed(seed, key)
         torch.manual_seed(network_seed)

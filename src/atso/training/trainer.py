@@ -20,7 +20,7 @@ from atso.errors import AtsoError
 from atso.running import distributed
 from atso.running.faults import maybe_crash
 from atso.training.losses import LossFunction, cross_entropy
-from atso.storage import atomic_save_torch
+from atso.storage import atomic_save_torch, load_torch
 
 LogCallback = Callable[[int, float, float], None]  # (iteration, mean loss, learning rate), e.g. for TensorBoard
 
@@ -132,7 +132,7 @@ def train(
     # This process's share of the sum of the losses since the last log; summed over processes when read.
     running = torch.zeros((), device=device)
     if state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+        state = load_torch(state_path, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
