@@ -11,7 +11,7 @@ from atso.data.description import load_description
 from atso.data.transforms import Augmentation
 from atso.errors import AtsoError
 from atso.models import build_model
-from atso.training.trainer import TrainingSettings, cross_entropy, poly_factor, train
+from atso.training.trainer import LogTo, Trainer, TrainingSettings, cross_entropy, poly_factor
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def new_model() -> torch.nn.Module:
 
 def test_loss_falls(dataset, tmp_path):
     settings = TrainingSettings(iterations=40, lr=0.05, checkpoint_every=40, quiet=True, log_every=5)
-    losses = train(new_model(), dataset, settings, tmp_path / "state.pt", "test")
+    losses = Trainer(new_model(), dataset, settings, tmp_path / "state.pt", "test").run()
     assert len(losses) == 8
     assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2])
 
@@ -39,12 +39,12 @@ def test_loss_falls(dataset, tmp_path):
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(dataset, tmp_path):
     settings = TrainingSettings(iterations=12, lr=0.05, checkpoint_every=4, quiet=True, log_every=4)
     straight = new_model()
-    train(straight, dataset, settings, tmp_path / "a.pt", "straight")
+    Trainer(straight, dataset, settings, tmp_path / "a.pt", "straight").run()
 
     state_path = tmp_path / "b.pt"
     _train_until(new_model(), dataset, settings, state_path, stop_after=8)
     resumed = new_model()  # a new process: weights come from the state file
-    train(resumed, dataset, settings, state_path, "resumed")
+    Trainer(resumed, dataset, settings, state_path, "resumed").run()
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
     state = torch.load(state_path, weights_only=False)
@@ -66,7 +66,7 @@ def _train_until(model, dataset, settings, state_path, stop_after):
     trainer.maybe_crash = crash
     try:
         with pytest.raises(Stop):
-            train(model, dataset, settings, state_path, "partial", fault_point="train")
+            Trainer(model, dataset, settings, state_path, "partial", fault_point="train").run()
     finally:
         trainer.maybe_crash = original
     assert torch.load(state_path, weights_only=False)["iteration"] == stop_after
@@ -78,7 +78,7 @@ def test_nan_loss_stops_with_the_job_and_iteration(dataset, tmp_path):
 
     settings = TrainingSettings(iterations=20, checkpoint_every=5, quiet=True, log_every=5)
     with pytest.raises(AtsoError, match=r"job-x: loss became nan at iteration 1;"):
-        train(new_model(), dataset, settings, tmp_path / "state.pt", "job-x", loss_fn=nan_loss)
+        Trainer(new_model(), dataset, settings, tmp_path / "state.pt", "job-x", loss_fn=nan_loss).run()
     assert not (tmp_path / "state.pt").exists()
 
 
@@ -97,7 +97,7 @@ def test_poly_schedule():
 def test_on_log_gets_each_logged_iteration_its_mean_loss_and_lr(dataset, tmp_path):
     settings = TrainingSettings(iterations=12, lr=0.05, poly_power=1.0, checkpoint_every=12, quiet=True, log_every=5)
     logged = []
-    losses = train(new_model(), dataset, settings, tmp_path / "state.pt", "test", on_log=lambda *a: logged.append(a))
+    losses = Trainer(new_model(), dataset, settings, tmp_path / "state.pt", "test", callbacks=[LogTo(lambda *a: logged.append(a))]).run()
     assert [step for step, _, _ in logged] == [5, 10, 12]
     assert [loss for _, loss, _ in logged] == losses
     assert [lr for _, _, lr in logged] == pytest.approx([0.05 * (1 - 5 / 12), 0.05 * (1 - 10 / 12), 0.0])

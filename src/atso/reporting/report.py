@@ -28,7 +28,7 @@ from atso.reporting.figures import INSTALL_HINT, generation_curves, matplotlib_a
 from atso.reporting.tables import classwise_rows, diagnostics_rows, generation_rows, headline_metric
 from atso.running.run_dir import RunDirectory
 from atso.storage import atomic_write_bytes, atomic_write_text, read_json
-from atso.strategies.plan import M0, EvaluateJob, Plan
+from atso.strategies.plan import M0, EvaluateJob, Plan, make_plan
 
 MAX_TEST_CASES = 100  # predicting more than this for a report is not worth the wait
 
@@ -125,8 +125,6 @@ def write_report(
 
 
 def _plan(config: Config, directory: RunDirectory) -> Plan:
-    from atso.api import make_plan  # the api owns the choice of plan (imported here: the api imports reporting)
-
     return make_plan(config, compare=directory.is_compare())
 
 
@@ -270,7 +268,7 @@ def _case_blocks(
     }
     if M0 not in finished or not finals:
         return [heading, Text("No final model beside M0 has finished yet: nothing to compare.", note=True)]
-    from atso.training.trainer import resolve_device
+    from atso.runtime.devices import resolve_device
 
     scored = evenly_spaced(samples, MAX_TEST_CASES)
     changes = compare_cases(
