@@ -52,12 +52,14 @@ class Modality:
     label_suffix = ""  # pseudo-label files: label maps like the ground truth
     case_noun = "case"  # what one test case is, in the report's sentences
     measure = ""  # the headline measure's name in the report
+    case_score = ""  # the per-case score in a summary's case list
     # (record key suffix, summary key) of the headline scores, the first being the headline itself
     headline: tuple[tuple[str, str], ...] = ()
     record_head: dict[str, Any] = {}  # keys every evaluation record starts with
     keeps_case_lists = False  # whether test / reference scores in metrics.jsonl list every case
     labeling_keys_first: tuple[str, ...] = ()  # @R keys that lead the record (kept where they always stood)
     supports_superclasses = False
+    drawing_note = ""  # how the report draws a case, where that needs saying
     slow_to_predict = False  # the report ranks cases by the recorded scores instead of predicting them all
 
     def __init__(self, description: DatasetDescription, config: Config | None = None) -> None:

@@ -29,6 +29,7 @@ class Images(Modality):
     label_suffix = ".png"
     case_noun = "image"
     measure = "mIoU"
+    case_score = "miou"
     headline = (("miou", "miou"), ("mean_dice", "mean_case_dice"))
     supports_superclasses = True
 

@@ -37,10 +37,12 @@ class Volumes(Modality):
     label_suffix = ".nii.gz"  # fused, on the scan's grid
     case_noun = "volume"
     measure = "DSC"
+    case_score = "dice"
     headline = (("dice", "mean_case_dice"), ("global_dice", "global_dice"))
     record_head = {"metric": "dice"}
     keeps_case_lists = True
     labeling_keys_first = ("granularity",)
+    drawing_note = " (volumes drawn on the axial slice with the most foreground)"
     slow_to_predict = True
 
     def preflight(self, split: Split, mask_description: MaskDescription) -> None:
