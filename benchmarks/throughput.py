@@ -46,7 +46,8 @@ from atso.models import build_model
 from atso.running.run_dir import RunDirectory
 from atso.running.scheduler import run_parallel
 from atso.strategies.plan import build_plan
-from atso.training.trainer import AMP_DTYPES, TrainingSettings, cross_entropy, poly_factor, resolve_device, train
+from atso.runtime.devices import resolve_device
+from atso.training.trainer import AMP_DTYPES, Trainer, TrainingSettings, cross_entropy, poly_factor
 
 DESCRIPTION = "camvid"  # 11 classes; raw mask value 11 is ignored
 
@@ -100,7 +101,7 @@ def atso_training(args: argparse.Namespace, pairs: list[TrainingPair], work: Pat
     device = resolve_device(args.device)
     synchronize(device)
     started = time.perf_counter()
-    train(model, dataset, settings, state, "benchmark")
+    Trainer(model, dataset, settings, state, "benchmark").run()
     synchronize(device)
     return args.iterations * args.batch / (time.perf_counter() - started)
 
@@ -305,7 +306,7 @@ def fold_parallel(args: argparse.Namespace, work: Path) -> dict:
             for job in generation:
                 api.run_job(run_dir.path, job.id, log=lambda line: None)
         else:
-            run_parallel(run_dir, generation, [args.device, args.device], log=lambda line: None)
+            run_parallel(run_dir, generation, [args.device, args.device], api.run_job, log=lambda line: None)
         timings[name] = time.perf_counter() - started
     same = (work / "fold-sequential/jobs/atso/g1/eval/metrics.json").read_text() == (
         work / "fold-parallel/jobs/atso/g1/eval/metrics.json").read_text()

@@ -188,7 +188,7 @@ def run_until_killed(config, out: Path, point: str, report: bool = False, compar
     import traceback
 
     from atso import api
-    from atso.running import faults
+    from atso.runtime import faults
 
     pid = os.fork()
     if pid == 0:  # the child never returns into pytest

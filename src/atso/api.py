@@ -5,76 +5,41 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from atso.checkpoints import check_pretrained, load_model
-from atso.config import Config, VolumeConfig
+from atso.checkpoints import load_model
+from atso.config import Config
 from atso.data.description import DatasetDescription
-from atso.data.images import read_image, read_mask, overlay, verify_image, write_label_png, write_rgb_png
 from atso.data.samples import Sample
-from atso.data.volumes import read_label_volume, read_volume, write_volume
 from atso.errors import AtsoError
-from atso.evaluation.metrics import SegmentationScores
-from atso.evaluation.volume_metrics import VolumeScores
-from atso.inference.predictor import Predictor
-from atso.inference.volume_predictor import VolumePredictor
-from atso.models import build_model
+from atso.modalities import for_model
 from atso.reporting.tables import diagnostics_table, generation_table
-from atso.running import distributed
+from atso.running.context import RunContext
 from atso.running.run_dir import RunDirectory
-from atso.running.runner import Runner
-from atso.strategies.plan import Plan, build_compare_plan, build_plan
-from atso.training.trainer import resolve_device
+from atso.running.runner import records as finished_records
+from atso.running.runner import run_plan
+from atso.runtime import distributed
+from atso.runtime.devices import resolve_device
+from atso.strategies.plan import Plan, make_plan
+
+__all__ = ["build_report", "evaluate_checkpoint", "make_plan", "predict_folder", "preflight", "run", "run_job"]
 
 
-def make_plan(config: Config, compare: bool = False) -> Plan:
-    """The plan a config asks for (one strategy, or all four for a comparison)."""
-    ts = config.teacher_student
-    if compare:
-        return build_compare_plan(
-            ts.generations, ts.folds, ts.final_labels,
-            strategies=tuple(ts.compare_strategies), granularities=tuple(ts.compare_pseudo_labels),
-            super_to_full=ts.super_to_full,
-        )
-    return build_plan(ts.strategy, ts.generations, ts.folds, ts.final_labels, ts.pseudo_labels, ts.super_to_full)
-
-
-def preflight(runner: Runner) -> None:
+def preflight(context: RunContext) -> None:
     """Check every sample once, so bad input fails before any training starts, not hours into a run.
 
-    Labeled and test samples are decoded fully; reference images verified whole (cheaply for PNG),
-    and their masks, which only serve the @R diagnostic, fully. The network is built once, so an
-    unknown model, option or value fails here too.
+    The network is built once, so an unknown model, option or value fails here too; what each
+    modality reads is :meth:`atso.modalities.base.Modality.preflight`.
     """
-    description = runner.description
-    config = runner.config
-    if runner.is_volume:
-        _preflight_volumes(runner)
-        return
-    check_pretrained(config.model.pretrained, build_model(config.model.name, description.num_classes, **config.model.options))
-    split = runner.split
-    for sample in split.labeled + split.test:
-        image = read_image(sample.image)
-        read_mask(sample.mask, runner.mask_description(sample), expected_size=image.shape[:2])  # type: ignore[arg-type]
-    for sample in split.reference:
-        size = verify_image(sample.image)
-        if sample.mask is not None:
-            read_mask(sample.mask, runner.mask_description(sample), expected_size=size)
-    if config.teacher_student.pseudo_labels == "super" or "super" in config.teacher_student.compare_pseudo_labels:
-        if not description.superclasses:
-            raise AtsoError(
-                f"teacher_student.pseudo_labels: 'super' needs 'superclasses' in the dataset description '{description.name}'"
-            )
+    context.modality.preflight(context.split, context.labels.mask_description)
 
 
-def _preflight_volumes(runner: Runner) -> None:
-    """Volumes: every scan read fully (they are few and large), each label checked against its scan's grid."""
-    check_pretrained(runner.config.model.pretrained, runner.build_network())
-    if runner.config.teacher_student.pseudo_labels == "super" or "super" in runner.config.teacher_student.compare_pseudo_labels:
-        raise AtsoError("teacher_student.pseudo_labels: 'super' is for 2D images; volumes use full-class labels")
-    split = runner.split
-    for sample in split.labeled + split.test + split.reference:
-        shape = read_volume(sample.image)  # the grid: read_label_volume checks shape and affine
-        if sample.mask is not None:
-            read_label_volume(sample.mask, runner.mask_description(sample), shape)
+def _context(config: Config, run_dir: RunDirectory, plan: Plan, log: Callable[[str], None]) -> RunContext:
+    """The run context, with TensorBoard built up front so a missing package fails before any training."""
+    observer = None
+    if config.runtime.tensorboard and distributed.is_main():
+        from atso.reporting.tensorboard import TensorBoardLog
+
+        observer = TensorBoardLog(run_dir.tensorboard_dir)
+    return RunContext(config, run_dir, plan, log=log, observer=observer)
 
 
 def run(
@@ -103,13 +68,13 @@ def run(
         if not main:  # one voice and one set of progress bars per run
             log = _silent
             config = config.model_copy(update={"runtime": config.runtime.model_copy(update={"quiet": True})})
-        runner = Runner(config, run_dir, plan, log=log)
+        context = _context(config, run_dir, plan, log)
         if main:
-            preflight(runner)  # bad data fails before the run directory is touched
+            preflight(context)  # bad data fails before the run directory is touched
             run_dir.prepare(config, compare=compare, force=force)
         distributed.barrier()
-        runner.run()
-    records = runner.records()
+        run_plan(context, run_job)
+    records = finished_records(run_dir, plan)
     strategies = list(plan.strategies)
     report_path = None
     if report and main:
@@ -139,7 +104,7 @@ def build_report(
     Raises:
         AtsoError: ``run_dir`` is not a run directory.
     """
-    from atso.reporting.report import write_report  # loaded only when a report is drawn
+    from atso.reporting.report import write_report  # loaded only when a report is drawn (matplotlib)
 
     return write_report(run_dir, cases=cases, log=log, quiet=quiet)
 
@@ -177,7 +142,8 @@ def run_job(
         known = ", ".join(job.id for job in plan.jobs)
         raise AtsoError(f"job '{job_id}' is not in the plan of {run_dir}; known jobs: {known}") from None
     with distributed.session(config.runtime.device):
-        Runner(config, directory, plan, log=log if distributed.is_main() else _silent).run(only=job_id)
+        context = _context(config, directory, plan, log if distributed.is_main() else _silent)
+        run_plan(context, run_job, only=job_id)
 
 
 def evaluate_checkpoint(
@@ -188,23 +154,27 @@ def evaluate_checkpoint(
     batch_size: int = 8,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Score a model file on samples with masks; predictions are resized back to each image's size."""
+    """Score a model file on samples with masks (images: mIoU, volumes: foreground DSC).
+
+    Predictions are resized back to each image's size; volumes are predicted as the model file says.
+
+    Raises:
+        AtsoError: the description's class count differs from the model's.
+    """
     torch_device = resolve_device(device)
     model, info = load_model(checkpoint, torch_device)
     description = description or info.description
-    if info.extra.get("volume"):
-        return _evaluate_volume_model(model, info, samples, description, batch_size, torch_device)
     if description.num_classes != info.description.num_classes:
         raise AtsoError(
             f"{checkpoint}: model predicts {info.description.num_classes} classes but the description has "
             f"{description.num_classes}; pass the description the model was trained with"
         )
-    predictor = Predictor({"model": model}, input_size or info.input_size, torch_device, batch_size=batch_size)
-    scores = SegmentationScores(description.classes, description.ignore_index)
+    modality = for_model(info, description)
+    predictor = modality.file_predictor({"model": model}, info, torch_device, batch_size, input_size)
+    scores = modality.scores(description.classes, description.ignore_index)
     for sample, predictions in predictor.predict(samples, {"model": ["model"]}):
         labels = predictions["model"].labels
-        truth = read_mask(sample.mask, description, expected_size=labels.shape)  # type: ignore[arg-type]
-        scores.add_case(labels, truth, sample.id)
+        scores.add_case(labels, modality.read_truth(sample, description, labels.shape), sample.id)
     return scores.summary()
 
 
@@ -216,44 +186,12 @@ def predict_folder(
     batch_size: int = 8,
     device: str = "auto",
 ) -> list[Path]:
-    """Write a class-index PNG with a palette per image, at the image's own size."""
+    """Write one label file per sample: a class-index PNG with a palette at the image's size, or a NIfTI volume."""
     torch_device = resolve_device(device)
     model, info = load_model(checkpoint, torch_device)
-    if info.extra.get("volume"):
-        predictor = _volume_predictor(model, info, batch_size, torch_device)
-        return [
-            write_volume(Path(output) / f"{sample.id}.nii.gz", predictions["model"].labels, like=predictions["model"].grid)
-            for sample, predictions in predictor.predict(samples, {"model": ["model"]})
-        ]
-    palette = info.description.color_palette()
-    predictor = Predictor({"model": model}, info.input_size, torch_device, batch_size=batch_size)
-    output = Path(output)
-    written = []
-    for sample, predictions in predictor.predict(samples, {"model": ["model"]}):
-        labels = predictions["model"].labels
-        written.append(write_label_png(output / f"{sample.id}.png", labels, palette, info.description.ignore_index))
-        if overlays:
-            blended = overlay(read_image(sample.image), labels, palette, ignore_index=info.description.ignore_index)
-            write_rgb_png(output / f"{sample.id}_overlay.png", blended)
-    return written
-
-
-def _volume_predictor(model: Any, info: Any, batch_size: int, device: Any) -> VolumePredictor:
-    """A predictor that cuts, resizes and fuses as the model file says its networks were trained."""
-    return VolumePredictor({"model": model}, VolumeConfig(**info.extra["volume"]), info.input_size, device, batch_size=batch_size)
-
-
-def _evaluate_volume_model(
-    model: Any, info: Any, samples: list[Sample], description: DatasetDescription, batch_size: int, device: Any
-) -> dict[str, Any]:
-    """Foreground DSC of a volume model per volume, over cases and global."""
-    if description.num_classes != info.description.num_classes:
-        raise AtsoError(
-            f"the model predicts {info.description.num_classes} classes but the description has "
-            f"{description.num_classes}; pass the description the model was trained with"
-        )
-    scores = VolumeScores(description.classes, description.ignore_index)
-    for sample, predictions in _volume_predictor(model, info, batch_size, device).predict(samples, {"model": ["model"]}):
-        labels = predictions["model"].labels
-        scores.add_volume(labels, read_label_volume(sample.mask, description, labels.shape).data, sample.id)  # type: ignore[arg-type]
-    return scores.summary()
+    modality = for_model(info)
+    predictor = modality.file_predictor({"model": model}, info, torch_device, batch_size)
+    return [
+        modality.write_prediction(Path(output), sample, predictions["model"], overlays)
+        for sample, predictions in predictor.predict(samples, {"model": ["model"]})
+    ]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from atso import __version__
 from atso.errors import AtsoError
+from atso.strategies.registry import strategy_names
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,19 +126,19 @@ def _check_inputs(samples, checkpoint: str, description=None, masks: bool = Fals
 
 def _is_main() -> bool:
     """Whether this process prints results: always, except on ranks other than 0 under torchrun."""
-    from atso.running.distributed import is_main
+    from atso.runtime.distributed import is_main
 
     return is_main()
 
 
 def command_plan(args: argparse.Namespace) -> int:
-    from atso import api
+    from atso.strategies.plan import make_plan
 
     extra = [f"teacher_student.strategy={args.strategy}"] if args.strategy else []
     if args.generations is not None:
         extra.append(f"teacher_student.generations={args.generations}")
     config = _load(args, extra)
-    print(api.make_plan(config, compare=args.compare).format())
+    print(make_plan(config, compare=args.compare).format())
     return 0
 
 
@@ -282,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run one strategy: supervised, self-learning, stso or atso")
     _add_config_arguments(run)
     _add_run_arguments(run)
-    run.add_argument("--strategy", choices=["supervised", "self-learning", "stso", "atso"])
+    run.add_argument("--strategy", choices=strategy_names())
     run.add_argument("--generations", type=int, help="T, teacher-student generations after M0")
     run.set_defaults(handler=command_run)
 
@@ -294,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser("plan", help="print the plan (jobs, starts, teachers) without running anything")
     _add_config_arguments(plan)
-    plan.add_argument("--strategy", choices=["supervised", "self-learning", "stso", "atso"])
+    plan.add_argument("--strategy", choices=strategy_names())
     plan.add_argument("--generations", type=int)
     plan.add_argument("--compare", action="store_true", help="the plan of 'atso compare'")
     plan.set_defaults(handler=command_plan)

@@ -13,7 +13,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from atso.errors import AtsoError
 
-STRATEGIES = ("supervised", "self-learning", "stso", "atso")
 IdPrefixes = list[str]  # module-level alias: SourceConfig has a field named ``list``
 
 
@@ -236,10 +235,16 @@ class TrainConfig(_Section):
         return scale, blur
 
 
+def _registered_strategies() -> tuple[str, ...]:
+    from atso.strategies.registry import strategy_names  # the one list of strategies (plans sit below config)
+
+    return strategy_names()
+
+
 class TeacherStudentConfig(_Section):
     """Which strategy, how many generations and reference folds, and how pseudo-labels are made."""
 
-    strategy: Literal["supervised", "self-learning", "stso", "atso"] = "atso"
+    strategy: str = Field(default="atso", description="a registered strategy (atso.strategies.registry)")
     generations: Int = Field(default=3, ge=0)
     folds: Int = Field(default=2, ge=2)
     fold_groups: Literal["sample", "sequence", "blocks"] = Field(
@@ -265,12 +270,21 @@ class TeacherStudentConfig(_Section):
         default="full", description="pseudo-labels of full classes, or of the description's superclasses"
     )
     super_to_full: bool = Field(default=False, description="after super-class generations, fine-tune on full-class labels")
-    compare_strategies: list[Literal["supervised", "self-learning", "stso", "atso"]] = Field(
-        default_factory=lambda: ["supervised", "self-learning", "stso", "atso"], description="what 'atso compare' runs"
+    compare_strategies: list[str] = Field(
+        default_factory=lambda: list(_registered_strategies()), description="what 'atso compare' runs"
     )
     compare_pseudo_labels: list[Literal["full", "super"]] = Field(
         default_factory=lambda: ["full"], description="pseudo-label granularities 'atso compare' runs"
     )
+
+    @field_validator("strategy", "compare_strategies")
+    @classmethod
+    def _registered(cls, value: str | list[str]) -> str | list[str]:
+        names = _registered_strategies()
+        for name in [value] if isinstance(value, str) else value:
+            if name not in names:
+                raise ValueError(f"Input should be {', '.join(repr(n) for n in names[:-1])} or {names[-1]!r}")
+        return value
 
     @model_validator(mode="after")
     def _one_selection(self) -> "TeacherStudentConfig":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from atso.errors import AtsoError
-from atso.running.faults import maybe_crash
+from atso.runtime.faults import maybe_crash
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -123,7 +123,7 @@ def _cli(config_file: Path, out: Path, fault: str | None = None) -> subprocess.C
     )
 
 
-# One kill of a real `python -m atso` process; tests/running/test_faults.py kills runs at many more points.
+# One kill of a real `python -m atso` process; tests/runtime/test_faults.py kills runs at many more points.
 @pytest.mark.parametrize("fault", ["train:atso/g1/student-1:4"])
 def test_resume_after_sigkill_gives_the_same_metrics(tiny_dataset, tmp_path, fault):
     config_file = tmp_path / "config.yaml"
@@ -145,17 +145,17 @@ def test_resume_after_sigkill_gives_the_same_metrics(tiny_dataset, tmp_path, fau
 
 
 def test_label_flip_is_for_teachers_only(tiny_dataset, tmp_path):
-    from atso.running.runner import Runner
+    from atso.running.context import RunContext
     from atso.strategies.plan import build_plan
 
     for label_flip, evaluation_flip in [(False, False), (True, False), (False, True)]:
         config = config_from_dict(tiny_config(
             tiny_dataset, teacher_student={"label_flip": label_flip}, evaluation={"flip": evaluation_flip}
         ))
-        runner = Runner(config, RunDirectory(tmp_path / "run"), build_plan("atso", 1, 2), log=lambda line: None)
+        context = RunContext(config, RunDirectory(tmp_path / "run"), build_plan("atso", 1, 2), log=lambda line: None)
         model = {"m": torch.nn.Conv2d(3, 3, 1)}
-        assert runner.predictor(model, labeling=True).flip == (label_flip or evaluation_flip)
-        assert runner.predictor(model).flip == evaluation_flip
+        assert context.predictor(model, labeling=True).flip == (label_flip or evaluation_flip)
+        assert context.predictor(model).flip == evaluation_flip
 
 
 def test_class_balanced_labels_record_their_thresholds(tiny_dataset, tmp_path):
@@ -174,16 +174,16 @@ def test_class_balanced_labels_record_their_thresholds(tiny_dataset, tmp_path):
 
 def test_students_train_with_their_own_augmentation(tiny_dataset, tmp_path, monkeypatch):
     """M0 keeps train.scale_range and blur; students take the student_ ones (a noisier student)."""
-    import atso.running.runner as runner_module
+    import atso.modalities.images as images_module
 
     built = []
-    real = runner_module.Augmentation
+    real = images_module.Augmentation
 
     def recording(*args, **kwargs):
         built.append(args[:3])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "Augmentation", recording)
+    monkeypatch.setattr(images_module, "Augmentation", recording)
     train = {"scale_range": [1.0, 1.0], "blur_probability": 0.0, "student_scale_range": [0.5, 2.0], "student_blur_probability": 0.3}
     run_atso(tiny_config(tiny_dataset, train=train, teacher_student={"strategy": "stso", "generations": 2}), tmp_path / "run")
     assert built[0] == ((1.0, 1.0), True, 0.0)  # M0

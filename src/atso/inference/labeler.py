@@ -11,8 +11,8 @@ from atso.data.images import write_label_png
 from atso.data.samples import Sample
 from atso.data.volumes import write_volume
 from atso.inference.predictor import Predictor
-from atso.running import distributed
-from atso.running.faults import maybe_crash
+from atso.runtime import distributed
+from atso.runtime.faults import maybe_crash
 from atso.storage import make_folder
 
 

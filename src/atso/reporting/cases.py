@@ -25,13 +25,9 @@ from atso.checkpoints import load_model
 from atso.data.description import DatasetDescription
 from atso.data.images import read_image, read_mask
 from atso.data.samples import Sample
-from atso.evaluation.metrics import SegmentationScores
-from atso.config import VolumeConfig
 from atso.data.volumes import read_label_volume, read_volume
-from atso.evaluation.volume_metrics import VolumeScores
 from atso.inference.predictor import Predictor
-from atso.inference.volume_predictor import VolumePredictor
-from atso.models.views import ViewNetworks
+from atso.modalities import Modality, for_model
 
 YELLOW = (255, 220, 0)
 RED = (230, 30, 30)
@@ -87,34 +83,24 @@ def error_overlay(
 
 
 def score_cases(
-    predictor: Predictor, samples: list[Sample], groups: dict[str, list[str]], description: DatasetDescription
+    predictor: Predictor, samples: list[Sample], groups: dict[str, list[str]], modality: Modality
 ) -> dict[str, dict[str, float]]:
     """Per-case mIoU (volumes: foreground DSC) of each group of models on samples with masks.
 
     Cases with nothing scored are left out.
     """
-    volumes = isinstance(predictor, VolumePredictor)
-    score_type = VolumeScores if volumes else SegmentationScores
-    scores = {group: score_type(description.classes, description.ignore_index) for group in groups}
+    description = modality.description
+    scores = {group: modality.scores(description.classes, description.ignore_index) for group in groups}
     for sample, predictions in predictor.predict(samples, groups, desc="report: scoring test cases"):
         shape = next(iter(predictions.values())).labels.shape
-        truth = _read_truth(sample, description, shape)
+        truth = modality.read_truth(sample, description, shape)
         for group, prediction in predictions.items():
-            if volumes:
-                scores[group].add_volume(prediction.labels, truth, sample.id)
-            else:
-                scores[group].add_case(prediction.labels, truth, sample.id)
-    key = "dice" if volumes else "miou"
+            scores[group].add_case(prediction.labels, truth, sample.id)
+    key = modality.case_score
     return {
         group: {case["case_id"]: case[key] for case in s.summary()["cases"] if case[key] is not None}
         for group, s in scores.items()
     }
-
-
-def _read_truth(sample: Sample, description: DatasetDescription, shape: tuple[int, ...]) -> np.ndarray:
-    if len(shape) == 3:
-        return read_label_volume(sample.mask, description, shape).data  # type: ignore[arg-type]
-    return read_mask(sample.mask, description, expected_size=shape)  # type: ignore[arg-type]
 
 
 def _volume_slice(sample: Sample, predictions: dict[str, np.ndarray], description: DatasetDescription):
@@ -209,15 +195,10 @@ def compare_cases(
     groups = {BEFORE: [BEFORE]}
     groups.update({strategy: [names[p] for p in paths] for strategy, paths in after_models.items()})
     batch_size, quiet = predictor_options.get("batch_size", 8), predictor_options.get("quiet", False)
-    predictor: Predictor | VolumePredictor
-    if isinstance(models[BEFORE], ViewNetworks):
-        info = loaded[BEFORE][1]
-        settings = VolumeConfig(**info.extra["volume"])
-        predictor = VolumePredictor(models, settings, info.input_size, device, batch_size=batch_size, quiet=quiet)  # type: ignore[arg-type]
-    else:
-        predictor = Predictor(models, predictor_options["input_size"], device, batch_size=batch_size, quiet=quiet)
+    modality = for_model(loaded[BEFORE][1], description)
+    predictor = modality.file_predictor(models, loaded[BEFORE][1], device, batch_size, predictor_options["input_size"], quiet)
     if per_case is None:
-        per_case = score_cases(predictor, samples, groups, description)
+        per_case = score_cases(predictor, samples, groups, modality)
     chosen: dict[str, dict[str, list[CaseChange]]] = {}
     for strategy in after_models:
         common = [c for c in per_case[BEFORE] if c in per_case[strategy]]

@@ -3,7 +3,8 @@
 A job is ready when every job it reads is recorded finished in the manifest. The scheduler keeps one
 worker process per slot (a listed device, or a CPU worker) busy until the plan is done. A worker is
 a fresh interpreter (multiprocessing's *spawn*) that runs jobs one at a time through
-:func:`atso.api.run_job`, exactly as ``atso job RUN_DIR JOB_ID --device D`` does on a cluster, so jobs
+the function it is handed (``atso.api.run_job``, exactly what ``atso job RUN_DIR JOB_ID --device D``
+runs on a cluster), so jobs
 meet only through files: the run directory's lock orders manifest writes, and a job's own lock keeps
 two processes from running it. A job's seed depends only on its id, so the results equal those of
 running the plan in order.
@@ -17,7 +18,7 @@ import signal
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Callable
+from typing import Callable, Protocol
 
 from atso.config import RuntimeConfig
 from atso.errors import AtsoError
@@ -25,6 +26,12 @@ from atso.running.run_dir import RunDirectory
 from atso.strategies.plan import Job
 
 STOP_GRACE_SECONDS = 10.0
+
+
+class JobFunction(Protocol):
+    """Runs one job of a run directory in this process; a module-level function, so a worker can import it."""
+
+    def __call__(self, run_dir: str, job_id: str, log: Callable[[str], None], device: str, quiet: bool) -> None: ...
 
 
 def worker_devices(runtime: RuntimeConfig) -> list[str]:
@@ -40,7 +47,7 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _worker_main(connection: Connection, device: str, threads: int) -> None:
+def _worker_main(connection: Connection, device: str, threads: int, run_one: JobFunction) -> None:
     """A worker process: run the jobs the scheduler sends, one at a time, until it sends None."""
     try:
         import torch
@@ -48,8 +55,6 @@ def _worker_main(connection: Connection, device: str, threads: int) -> None:
         torch.set_num_threads(threads)
         if device.startswith("cuda:"):
             torch.cuda.set_device(torch.device(device))  # anything that uses "the current GPU" uses this one
-        from atso import api
-
         while True:
             request = connection.recv()
             if request is None:
@@ -57,7 +62,7 @@ def _worker_main(connection: Connection, device: str, threads: int) -> None:
             run_dir, job_id = request
             lines: list[str] = []
             try:
-                api.run_job(run_dir, job_id, log=lines.append, device=device, quiet=True)
+                run_one(run_dir, job_id, log=lines.append, device=device, quiet=True)
             except AtsoError as error:
                 connection.send(("error", str(error)))
             except Exception as error:  # a bug: the full traceback on stderr, one line to the scheduler
@@ -78,20 +83,24 @@ class _Worker:
     job: Job | None = field(default=None)
 
 
-def _start_workers(devices: list[str], threads: int) -> list[_Worker]:
+def _start_workers(devices: list[str], threads: int, run_one: JobFunction) -> list[_Worker]:
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited CUDA or thread state
     workers = []
     for number, device in enumerate(devices, start=1):
         here, there = context.Pipe()
-        process = context.Process(target=_worker_main, args=(there, device, threads), name=f"atso-worker-{number}")
+        process = context.Process(target=_worker_main, args=(there, device, threads, run_one), name=f"atso-worker-{number}")
         process.start()
         there.close()
         workers.append(_Worker(number, device, process, here))
     return workers
 
 
-def run_parallel(run_dir: RunDirectory, jobs: list[Job], devices: list[str], log: Callable[[str], None] = print) -> None:
+def run_parallel(
+    run_dir: RunDirectory, jobs: list[Job], devices: list[str], run_one: JobFunction, log: Callable[[str], None] = print
+) -> None:
     """Run ``jobs`` (in plan order, inputs first) with one worker process per entry of ``devices``.
+
+    Each worker runs its jobs through ``run_one`` (pickled by name into the spawned process).
 
     On the CPU each worker uses ``cores // workers`` threads.
 
@@ -102,7 +111,7 @@ def run_parallel(run_dir: RunDirectory, jobs: list[Job], devices: list[str], log
     waiting = [job for job in jobs if not run_dir.is_finished(job.id)]
     if not waiting:
         return
-    workers = _start_workers(devices, max(1, available_cores() // len(devices)))
+    workers = _start_workers(devices, max(1, available_cores() // len(devices)), run_one)
     try:
         while True:
             finished = set(run_dir.finished_jobs())

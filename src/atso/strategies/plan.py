@@ -8,14 +8,20 @@ ones in the paper's Algorithm 1:
 * where each student starts (``TrainJob.init``: the previous student, or M0),
 * which model(s) label which fold next (``LabelJob.teachers``: fold -> models whose mean softmax labels it).
 
-The runner executes any plan; a new strategy is a new plan, not a new loop.
+The runner executes any plan; a new strategy is a new generation function, registered in
+:mod:`atso.strategies.registry`, not a new loop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-STRATEGIES = ("supervised", "self-learning", "stso", "atso")
+from atso.strategies.registry import FinalStep, GenerationStep, get_strategy, strategy_names
+
+if TYPE_CHECKING:
+    from atso.config import Config
+
 M0 = "g0/m0"
 G0_LABELS = "g0/labels"
 G0_EVAL = "g0/eval"
@@ -143,50 +149,39 @@ def variant_name(strategy: str, granularity: str = "full") -> str:
 def _strategy_jobs(
     strategy: str, generations: int, folds: int, final_labels: str, granularity: str = "full", super_to_full: bool = False
 ) -> list[Job]:
-    """Generations 1..T (and ATSO's final model, and the optional super->full stage) of one strategy."""
+    """Generations 1..T (and the strategy's final stage, and the optional super->full stage) of one strategy."""
+    plan = get_strategy(strategy)
     name = variant_name(strategy, granularity)
     jobs: list[Job] = []
-    fold_ids = range(1, folds + 1)
-    everything_by = lambda model: tuple((k, (model,)) for k in fold_ids)  # noqa: E731
+    fold_ids = tuple(range(1, folds + 1))
     if granularity == "full":
         labeling = G0_LABELS
     else:
         labeling = f"{name}/g0/labels"
-        jobs.append(LabelJob(labeling, name, 0, teachers=everything_by(M0), granularity=granularity))
+        jobs.append(LabelJob(labeling, name, 0, teachers=tuple((k, (M0,)) for k in fold_ids), granularity=granularity))
         jobs.append(EvaluateJob(f"{name}/g0/eval", name, 0, (M0,), labeling))
     labelings = [labeling]
     previous_student = M0
+    assert plan.generation is not None, f"{strategy} has no generations"
     for t in range(1, generations + 1):
+        students, teachers = plan.generation(GenerationStep(name, t, fold_ids, labeling, previous_student))
         prefix = f"{name}/g{t}"
-        if strategy == "atso":
-            students = {k: f"{prefix}/student-{k}" for k in fold_ids}
-            for k, student in students.items():
-                jobs.append(TrainJob(student, name, t, init=M0, pseudo=((k, labeling),)))
-            # Fold k is labeled only by students that never trained on it.
-            teachers = tuple((k, tuple(s for j, s in students.items() if j != k)) for k in fold_ids)
-            models = tuple(students.values())
-        else:
-            student = f"{prefix}/student"
-            init = previous_student if strategy == "self-learning" else M0
-            jobs.append(TrainJob(student, name, t, init=init, pseudo=tuple((k, labeling) for k in fold_ids)))
-            teachers = everything_by(student)
-            models = (student,)
-            previous_student = student
+        jobs += students
         jobs.append(LabelJob(f"{prefix}/labels", name, t, teachers=teachers, granularity=granularity))
+        models = tuple(student.id for student in students)
         jobs.append(EvaluateJob(f"{prefix}/eval", name, t, models, f"{prefix}/labels", previous_labeling=labeling))
         labeling = f"{prefix}/labels"
         labelings.append(labeling)
+        previous_student = models[-1]
     delivered = previous_student
-    if strategy == "atso" and generations > 0:
-        final_labeling = labelings[-1] if final_labels == "cross" else labelings[-2]
-        delivered = f"{name}/final/model"
-        jobs.append(TrainJob(delivered, name, generations + 1, init=M0, pseudo=tuple((k, final_labeling) for k in fold_ids)))
-        jobs.append(EvaluateJob(f"{name}/final/eval", name, "final", (delivered,), labeling=None))
+    if plan.final is not None:
+        final_jobs, delivered = plan.final(FinalStep(name, generations, fold_ids, tuple(labelings), final_labels))
+        jobs += final_jobs
     if granularity == "super" and super_to_full and generations > 0:
         # The paper's 5 -> 19 stage: the delivered model relabels R with full classes and keeps fine-tuning.
         full_labels = f"{name}/to-full/labels"
         refined = f"{name}/to-full/model"
-        jobs.append(LabelJob(full_labels, name, generations + 1, teachers=everything_by(delivered)))
+        jobs.append(LabelJob(full_labels, name, generations + 1, teachers=tuple((k, (delivered,)) for k in fold_ids)))
         jobs.append(TrainJob(refined, name, generations + 2, init=delivered, pseudo=tuple((k, full_labels) for k in fold_ids)))
         jobs.append(EvaluateJob(f"{name}/to-full/eval", name, "to-full", (refined,), labeling=None))
     return jobs
@@ -203,39 +198,51 @@ def build_plan(
     """The plan of one strategy.
 
     Args:
-        strategy: supervised, self-learning, stso or atso.
+        strategy: a registered strategy (:data:`atso.strategies.registry.STRATEGIES`).
         generations: T, the number of teacher-student generations after M0.
         folds: K, the number of reference folds (ATSO labels fold k with the other folds' students).
         final_labels: ATSO's final model trains on the folds relabeled by the last students ('cross'),
             or on the labels those students trained on ('last', Algorithm 1's line 12 read literally).
         granularity: pseudo-labels of full classes or of super-classes.
         super_to_full: after super-class generations, relabel R with full classes and fine-tune once more.
+
+    Raises:
+        ValueError: the strategy is not registered.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    jobs = _generation_zero(folds)
-    if strategy != "supervised":
-        jobs += _strategy_jobs(strategy, generations, folds, final_labels, granularity, super_to_full)
-    name = variant_name(strategy, granularity) if strategy != "supervised" else strategy
-    return Plan((name,), generations if strategy != "supervised" else 0, folds, tuple(jobs))
+    if get_strategy(strategy).generation is None:  # M0 alone
+        return Plan((strategy,), 0, folds, tuple(_generation_zero(folds)))
+    jobs = _generation_zero(folds) + _strategy_jobs(strategy, generations, folds, final_labels, granularity, super_to_full)
+    return Plan((variant_name(strategy, granularity),), generations, folds, tuple(jobs))
 
 
 def build_compare_plan(
     generations: int,
     folds: int = 2,
     final_labels: str = "cross",
-    strategies: tuple[str, ...] = STRATEGIES,
+    strategies: tuple[str, ...] | None = None,
     granularities: tuple[str, ...] = ("full",),
     super_to_full: bool = False,
 ) -> Plan:
-    """Several strategies (and pseudo-label granularities) on one split and seed, sharing M0 and its labels."""
+    """Several strategies (default: all registered) and pseudo-label granularities on one split and seed, sharing M0."""
     jobs = _generation_zero(folds)
     names = []
-    for strategy in strategies:
-        if strategy == "supervised":
+    for strategy in strategies if strategies is not None else strategy_names():
+        if get_strategy(strategy).generation is None:
             names.append(strategy)
             continue
         for granularity in granularities:
             jobs += _strategy_jobs(strategy, generations, folds, final_labels, granularity, super_to_full)
             names.append(variant_name(strategy, granularity))
     return Plan(tuple(names), generations, folds, tuple(jobs))
+
+
+def make_plan(config: Config, compare: bool = False) -> Plan:
+    """The plan a config asks for (one strategy, or the comparison of ``teacher_student.compare_strategies``)."""
+    ts = config.teacher_student
+    if compare:
+        return build_compare_plan(
+            ts.generations, ts.folds, ts.final_labels,
+            strategies=tuple(ts.compare_strategies), granularities=tuple(ts.compare_pseudo_labels),
+            super_to_full=ts.super_to_full,
+        )
+    return build_plan(ts.strategy, ts.generations, ts.folds, ts.final_labels, ts.pseudo_labels, ts.super_to_full)

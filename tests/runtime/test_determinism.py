@@ -12,7 +12,7 @@ import yaml
 
 from atso.cli import main
 from atso.errors import AtsoError
-from atso.running.determinism import deterministic_algorithms
+from atso.runtime.determinism import deterministic_algorithms
 
 from conftest import tiny_config
 

@@ -20,7 +20,7 @@ import yaml
 
 from atso import api
 from atso.config import config_from_dict
-from atso.running import distributed
+from atso.runtime import distributed
 from atso.running.run_dir import RunDirectory
 
 from conftest import tiny_config

@@ -1,0 +1,131 @@
+"""The evaluate stage: @E of the job's models (each, and their ensemble), agreement with M0, @R of its labeling.
+
+Images and volumes share this code; each modality names its headline scores (mIoU for images,
+foreground DSC for volumes), so their records keep the keys they have always had.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from atso.evaluation.metrics import SegmentationScores, mean_of_defined
+from atso.running.context import RunContext
+from atso.runtime import distributed
+from atso.storage import atomic_write_json
+from atso.strategies.plan import M0, EvaluateJob
+
+
+def evaluate(job: EvaluateJob, context: RunContext) -> dict[str, Any]:
+    """Write the job's metrics record (rank 0 alone: scoring is quick); return the manifest's outputs."""
+    if not distributed.is_main():
+        return {}
+    record: dict[str, Any] = {"job": job.id, "strategy": job.strategy, "generation": job.generation}
+    record.update(context.modality.record_head)
+    if context.split.test:
+        record.update(score_test_set(job, context))
+    if job.labeling is not None:
+        record.update(score_labeling(job.labeling, job.previous_labeling, context))
+    path = context.run_dir.metrics_file(job.id)
+    atomic_write_json(path, record)
+    if context.observer is not None:
+        context.observer.evaluation(record, list(context.plan.strategies), context.plan.generations)
+    return {"metrics": str(path.relative_to(context.run_dir.path)),
+            "test_miou": record.get("test_miou"), "reference_miou": record.get("reference_miou"),
+            "test_dice": record.get("test_dice"), "reference_dice": record.get("reference_dice")}
+
+
+def score_test_set(job: EvaluateJob, context: RunContext) -> dict[str, Any]:
+    """Scores of each model and the ensemble on E, at full (and super-class) granularity, and agreement with M0."""
+    modality, labels = context.modality, context.labels
+    names, ignore = labels.description.classes, labels.description.ignore_index
+    groups = {model: [model] for model in job.models}
+    if len(job.models) > 1:
+        groups["ensemble"] = list(job.models)
+    cached = context.m0_test_labels
+    if M0 not in job.models and len(cached) < len(context.split.test):
+        groups["__m0__"] = [M0]
+    predictor = context.predictor(context.load_models(sorted({m for group in groups.values() for m in group})))
+    scores = {group: modality.scores(names, ignore) for group in groups if group != "__m0__"}
+    agreement = {group: modality.scores(names, 255) for group in scores}
+    coarse_names = modality.superclass_names()
+    coarse_scores = {group: SegmentationScores(coarse_names, ignore) for group in scores} if coarse_names else {}
+    for sample, predictions in predictor.predict(context.split.test, groups, desc=job.id):
+        m0 = cached[sample.id] if sample.id in cached else predictions["__m0__" if "__m0__" in predictions else M0].labels
+        if modality.slow_to_predict:  # kept for the later evaluations of this process
+            cached[sample.id] = m0
+        truth = modality.read_truth(sample, labels.mask_description(sample), m0.shape)
+        for group, score in scores.items():
+            prediction = predictions[group].labels
+            score.add_case(prediction, truth, sample.id)
+            agreement[group].add_case(prediction, m0, sample.id)
+            if coarse_names:
+                coarse_scores[group].add_case(labels.to_superclasses(prediction), labels.to_superclasses(truth), sample.id)
+    headline = modality.headline[0][1]
+    record: dict[str, Any] = {"test": {group: _summary(s, modality.keeps_case_lists) for group, s in scores.items()}}
+    if coarse_names:
+        record["test_super"] = {group: _summary(s) for group, s in coarse_scores.items()}
+        record["test_super_miou"] = mean_of_defined([record["test_super"][m]["miou"] for m in job.models])
+    record["agreement_with_m0"] = {group: a.summary()[headline] for group, a in agreement.items()}
+    # A generation's headline is the mean over its students, each a single model like the other
+    # strategies' students; the ensemble is reported beside it.
+    for suffix, key in modality.headline:
+        record[f"test_{suffix}"] = mean_of_defined([record["test"][m][key] for m in job.models])
+    record["agreement_with_m0_mean"] = mean_of_defined([record["agreement_with_m0"][m] for m in job.models])
+    if len(job.models) > 1:
+        record[f"test_ensemble_{modality.headline[0][0]}"] = record["test"]["ensemble"][headline]
+    return record
+
+
+def score_labeling(labeling: str, previous: str | None, context: RunContext) -> dict[str, Any]:
+    """Pseudo-label accuracy against R's truth (a diagnostic that never feeds training), and how much changed."""
+    modality, labels, run_dir = context.modality, context.labels, context.run_dir
+    names, ignore = labels.description.classes, labels.description.ignore_index
+    coarse = context.granularity(labeling) == "super"
+    coarse_names = modality.superclass_names()
+    scores, kept_scores = modality.scores(names, ignore), modality.scores(names, ignore)
+    coarse_scores = SegmentationScores(coarse_names, ignore) if coarse_names else None
+    changed = compared = 0
+    scored = False
+    for sample in context.split.reference:
+        # Labels are written on the sample's own grid, and preflight checked the truth against it: their
+        # shape stands for the sample's, which spares decoding every reference scan again here.
+        pseudo = modality.read_labels(run_dir.labels_dir(labeling) / f"{sample.id}{modality.label_suffix}")
+        if sample.mask is not None:
+            truth = modality.read_truth(sample, labels.mask_description(sample), pseudo.shape)
+            # Over every pixel: a filtered-out pseudo-label is a miss of its class, not left out of the score.
+            if not coarse:
+                scores.add_case(pseudo, truth, sample.id, unlabeled=ignore)
+                kept_scores.add_case(pseudo, np.where(pseudo == ignore, ignore, truth), sample.id, unlabeled=ignore)
+            if coarse_scores is not None:
+                coarse_labels = pseudo if coarse else labels.to_superclasses(pseudo)
+                coarse_scores.add_case(coarse_labels, labels.to_superclasses(truth), sample.id, unlabeled=ignore)
+            scored = True
+        if previous is not None:
+            before = modality.read_labels(run_dir.labels_dir(previous) / f"{sample.id}{modality.label_suffix}", pseudo.shape)
+            changed += int((before != pseudo).sum())
+            compared += pseudo.size
+    result: dict[str, Any] = {}
+    if scored and not coarse:
+        summary = scores.summary()
+        result["reference"] = _summary(scores, modality.keeps_case_lists)
+        for suffix, key in modality.headline:
+            result[f"reference_{suffix}"] = summary[key]
+        if "labeled_fraction" in summary:  # labels were filtered: the kept share, and @R on the kept alone
+            result["reference_labeled_fraction"] = summary["labeled_fraction"]
+            result[f"reference_kept_{modality.headline[0][0]}"] = kept_scores.summary()[modality.headline[0][1]]
+    if scored and coarse_scores is not None:
+        result["reference_super"] = _summary(coarse_scores)
+        result["reference_super_miou"] = result["reference_super"]["miou"]
+    result["granularity"] = "super" if coarse else "full"
+    if previous is not None and compared:
+        result["changed_fraction"] = changed / compared
+    first = {key: result.pop(key) for key in modality.labeling_keys_first if key in result}
+    return {**first, **result}
+
+
+def _summary(scores: Any, with_cases: bool = False) -> dict[str, Any]:
+    """A summary, without the per-case list unless asked (kept small for metrics.jsonl)."""
+    summary = scores.summary()
+    return summary if with_cases else {key: value for key, value in summary.items() if key != "cases"}

@@ -1,0 +1,1 @@
+"""Runtime tools every layer may use: devices, torchrun processes, determinism, fault injection."""
