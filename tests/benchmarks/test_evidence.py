@@ -1,4 +1,4 @@
-"""The evidence tables: gap closure, means over seeds and the ordering check, on hand-made records."""
+"""The evidence tables: paired differences against the control, the gap, its closure and the goals."""
 
 import importlib.util
 import json
@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 _spec = importlib.util.spec_from_file_location("evidence", Path(__file__).parents[2] / "benchmarks" / "evidence.py")
 evidence = importlib.util.module_from_spec(_spec)
@@ -24,49 +25,51 @@ def _records(m0, sl, stso, atso_students, atso_final):
     ]
 
 
-def test_gap_closure_means_and_ordering():
-    full = [{"strategy": "shared", "generation": 0, "test_miou": 0.60}]
+def _one(score):
+    return [{"strategy": "shared", "generation": 0, "test_miou": score}]
+
+
+TOY = evidence.Experiment(config="c.yaml", recipe=(), full=("data.labeled_count=60",), seeds=(0, 1), note="toy", goal_closure=0.5)
+
+
+def test_paired_differences_gap_closure_from_means_and_goals():
     seeds = {
-        0: evidence.summarise_seed(_records(0.40, 0.45, 0.48, 0.50, 0.52), full),
-        1: evidence.summarise_seed(_records(0.40, 0.44, 0.47, 0.50, 0.54), full),
+        0: evidence.summarise_seed(_records(0.40, 0.45, 0.48, 0.50, 0.52), _one(0.41), _one(0.60), _one(0.58)),
+        1: evidence.summarise_seed(_records(0.42, 0.44, 0.47, 0.50, 0.54), _one(0.45), _one(0.62), _one(0.58)),
     }
-    assert seeds[0]["gap_closure"]["atso"] == pytest.approx(0.6)
-    assert seeds[0]["gap_closure"]["self-learning"] == pytest.approx(0.25)
     assert seeds[0]["atso-students"] == 0.50 and seeds[0]["atso-stage"] == "final"
-    summary = evidence.aggregate("toy", evidence.EXPERIMENTS["camvid"], seeds)
+    summary = evidence.aggregate("toy", TOY, seeds)
     assert summary["final"]["atso"]["mean"] == pytest.approx(0.53)
-    assert summary["final"]["atso"]["std"] == pytest.approx(0.0141421, rel=1e-4)
-    assert summary["gap_closure"]["stso"]["mean"] == pytest.approx(0.375)
-    assert summary["ordering"]["holds_beyond_spread"] is True
+    assert summary["over_control"]["atso"]["mean"] == pytest.approx(0.10)  # 0.11 and 0.09, paired
+    assert summary["over_control"]["atso"]["std"] == pytest.approx(0.0141421, rel=1e-4)
+    assert summary["m0_converged"]["mean"] == pytest.approx(0.02)  # control - M0: 0.01 and 0.03
+    assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.18)  # 0.19 and 0.17
+    assert summary["gap_closure"]["atso"] == pytest.approx((0.53 - 0.43) / 0.18)  # from means
+    assert summary["ordering"]["holds_on_the_mean"] is True
+    assert summary["goals"] == {
+        "gap_at_equal_training": True, "atso_over_control": True, "atso>=stso>=self-learning": True, "atso_gap_closure": True,
+    }
     assert summary["generations"]["atso"][1]["@R"]["mean"] == pytest.approx(0.6)
     markdown = evidence.render_markdown(summary, "cmd", "abc", {"seed 0 compare": 60.0})
-    assert "| atso, final model (Algorithm 1) | 53.00 ± 1.41 | 65.00 ± 7.07 % |" in markdown
+    assert "| atso, final model (Algorithm 1) | 53.00 ± 1.41 | +10.00 ± 1.41 | 56 % |" in markdown
+    assert "| control: M0 + a student's stage on S alone (no pseudo-labels) | 43.00 ± 2.83 |  |  |" in markdown
+    assert "M0 converged? control - M0 (more training on S alone) = 2.00 ± 1.41." in markdown
 
 
-def test_ordering_fails_when_the_spread_is_larger():
-    full = [{"strategy": "shared", "generation": 0, "test_miou": 0.60}]
+def test_goals_fail_inside_the_spread_and_with_the_wrong_order():
     seeds = {
-        0: evidence.summarise_seed(_records(0.40, 0.45, 0.46, 0.50, 0.47), full),
-        1: evidence.summarise_seed(_records(0.40, 0.35, 0.46, 0.50, 0.49), full),
+        0: evidence.summarise_seed(_records(0.40, 0.47, 0.46, 0.50, 0.47), _one(0.44), _one(0.60)),
+        1: evidence.summarise_seed(_records(0.40, 0.46, 0.46, 0.50, 0.49), _one(0.44), _one(0.60)),
     }
-    summary = evidence.aggregate("toy", evidence.EXPERIMENTS["camvid"], seeds)
-    assert summary["ordering"]["holds_beyond_spread"] is False
-
-
-def test_equal_training_control_is_a_row_and_a_gap():
-    full = [{"strategy": "shared", "generation": 0, "test_miou": 0.60}]
-    long = [{"strategy": "shared", "generation": 0, "test_miou": 0.55}]
-    seeds = {
-        0: evidence.summarise_seed(_records(0.40, 0.45, 0.48, 0.50, 0.52), full, long),
-        1: evidence.summarise_seed(_records(0.40, 0.44, 0.47, 0.50, 0.54), full, [{**long[0], "test_miou": 0.57}]),
+    summary = evidence.aggregate("toy", TOY, seeds)
+    assert summary["over_control"]["atso"]["mean"] == pytest.approx(0.04)
+    assert summary["goals"]["atso_over_control"] is True
+    assert summary["goals"]["atso>=stso>=self-learning"] is False  # STSO 0.46 < self-learning 0.465
+    noisy = {
+        0: evidence.summarise_seed(_records(0.40, 0.45, 0.46, 0.50, 0.50), _one(0.44), _one(0.60)),
+        1: evidence.summarise_seed(_records(0.40, 0.45, 0.46, 0.50, 0.44), _one(0.44), _one(0.60)),
     }
-    assert seeds[0]["supervised-long"] == 0.55
-    summary = evidence.aggregate("toy", evidence.EXPERIMENTS["left-atrium-8"], seeds)
-    assert summary["final"]["supervised-long"]["mean"] == pytest.approx(0.56)
-    assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.04)
-    markdown = evidence.render_markdown(summary, "cmd", "abc", {})
-    assert "| supervised only, trained as long as the full bound | 56.00 ± 1.41 | 80.00 ± 7.07 % |" in markdown  # its own closure
-    assert "Gap at equal training (full - supervised trained as long): 4.00 ± 1.41; gap to M0: 20.00 ± 0.00." in markdown
+    assert evidence.aggregate("toy", TOY, noisy)["goals"]["atso_over_control"] is False  # +0.03 ± 0.042
 
 
 def _finished_run(run_dir: Path, records: list[dict]) -> None:
@@ -80,56 +83,39 @@ def _finished_run(run_dir: Path, records: list[dict]) -> None:
     (run_dir / "manifest.json").write_text(json.dumps({"jobs": jobs}))
 
 
-def test_a_shared_full_bound_serves_every_seed(tmp_path, monkeypatch):
-    toy = evidence.Experiment(
-        config="c.yaml", recipe=(), full=("data.labeled_count=60",), seeds=(0, 1), note="toy",
-        long_supervised=("train.iterations=10",), shared_full=True,
-    )
-    monkeypatch.setitem(evidence.EXPERIMENTS, "toy", toy)
-    out = tmp_path / "out"
-    for seed, m0 in ((0, 0.40), (1, 0.42)):
-        _finished_run(out / f"seed{seed}" / "compare", _records(m0, 0.45, 0.48, 0.50, 0.52))
-        _finished_run(out / f"seed{seed}" / "supervised-long", [{"strategy": "shared", "generation": 0, "test_miou": m0 + 0.1}])
-    _finished_run(out / "seed0" / "full", [{"strategy": "shared", "generation": 0, "test_miou": 0.60}])
-    evidence.main(["toy", "--tables-only", "--out", str(out), "--results", str(tmp_path / "results")])
-    summary = json.loads((out / "results.json").read_text())
-    assert [summary["per_seed"][s]["full"] for s in ("0", "1")] == [0.60, 0.60]  # seed 1 has no full run of its own
-    assert summary["final"]["full"] == {"mean": 0.60, "std": 0.0, "n": 1}  # one run: shown without a spread
-    assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.09)
-    assert not (out / "seed1" / "full").exists()
-
-
-def test_a_finetune_stage_follows_the_bound_and_m0(tmp_path, monkeypatch):
-    """With ``finetune``, the bound and the control fine-tune their M0 like a student; the bound is the fine-tuned one."""
-    toy = evidence.Experiment(
-        config="c.yaml", recipe=("train.iterations=10",), full=("data.labeled_count=60",), seeds=(0,), note="toy",
-        finetune=("train.iterations=5", "train.lr=0.01"),
-    )
+def test_the_control_and_the_bound_train_a_students_stage_from_their_m0(tmp_path, monkeypatch):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"train": {"images": "i", "masks": "m"}},
+        "train": {"iterations": 10, "student_iterations": 5, "lr": 0.05, "student_lr": 0.01,
+                  "scale_range": [1.0, 1.0], "student_scale_range": [0.5, 2.0], "blur_probability": 0.0},
+    }))
+    toy = evidence.Experiment(config=str(config), recipe=(), full=("data.labeled_count=60",), seeds=(0, 1), note="toy", shared_full=True)
     monkeypatch.setitem(evidence.EXPERIMENTS, "toy", toy)
     out = tmp_path / "out"
     commands = {}
 
     def fake_run(command, log, run_dir):
-        commands[run_dir.name] = command
+        commands[f"{run_dir.parent.name}/{run_dir.name}"] = " ".join(command)
         if run_dir.name == "compare":
             _finished_run(run_dir, _records(0.40, 0.45, 0.48, 0.50, 0.52))
         else:
-            score = {"full": 0.58, "full-finetuned": 0.62, "supervised-long": 0.44}[run_dir.name]
-            _finished_run(run_dir, [{"strategy": "shared", "generation": 0, "test_miou": score}])
+            _finished_run(run_dir, _one({"full-m0": 0.58, "full": 0.62, "control": 0.44}[run_dir.name]))
         return 1.0
 
     monkeypatch.setattr(evidence, "_run", fake_run)
     evidence.main(["toy", "--out", str(out), "--results", str(tmp_path / "results")])
-    m0 = str(Path("jobs") / "g0" / "m0" / "model.pt")
-    control, tuned = " ".join(commands["supervised-long"]), " ".join(commands["full-finetuned"])
-    assert f"model.pretrained={out / 'seed0' / 'compare' / m0}" in control and "train.iterations=5" in control
-    assert f"model.pretrained={out / 'seed0' / 'full' / m0}" in tuned and "data.labeled_count=60" in tuned
-    assert "model.pretrained" not in " ".join(commands["full"])
+    m0 = Path("jobs") / "g0" / "m0" / "model.pt"
+    assert sorted(commands) == ["seed0/compare", "seed0/control", "seed0/full", "seed0/full-m0", "seed1/compare", "seed1/control"]
+    control = commands["seed0/control"]
+    assert f"model.pretrained={out / 'seed0' / 'compare' / m0}" in control
+    for stage in ("train.iterations=5", "train.lr=0.01", "train.scale_range=[0.5,2.0]", "teacher_student.strategy=supervised"):
+        assert stage in control
+    assert f"model.pretrained={out / 'seed0' / 'full-m0' / m0}" in commands["seed0/full"]
+    assert "data.labeled_count=60" in commands["seed0/full"] and "model.pretrained" not in commands["seed0/full-m0"]
     summary = json.loads((out / "results.json").read_text())
-    assert summary["per_seed"]["0"]["full"] == 0.62 and summary["per_seed"]["0"]["full-m0"] == 0.58
-    assert summary["gap_closure"]["atso"]["mean"] == pytest.approx((0.52 - 0.40) / (0.62 - 0.40))
-    assert summary["gap_closure"]["supervised-long"]["mean"] == pytest.approx((0.44 - 0.40) / (0.62 - 0.40))
+    assert [summary["per_seed"][s]["full"] for s in ("0", "1")] == [0.62, 0.62]  # seed 1 has no bound of its own
+    assert summary["final"]["full"] == {"mean": 0.62, "std": 0.0, "n": 1}  # one run: shown without a spread
     assert summary["over_control"]["atso"]["mean"] == pytest.approx(0.52 - 0.44)
-    markdown = (out / "results.md").read_text()
-    assert "| full supervision, fine-tuned like a student (upper bound) | 62.00 |" in markdown
-    assert "| supervised only, M0 fine-tuned like a student on S alone (no pseudo-labels) | 44.00 |" in markdown
+    assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.62 - 0.44)
+    assert json.loads((tmp_path / "results" / "toy.json").read_text())["command"] == f"python benchmarks/evidence.py toy --out {out} --results {tmp_path / 'results'}"
