@@ -154,15 +154,20 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _commit_file(run_dir: Path) -> Path:
+    """Where the commit a run was started on is kept: beside its run directory, which is atso's alone."""
+    return run_dir.parent / f"{run_dir.name}.commit.txt"
+
+
 def _run(command: list[str], log: Path, run_dir: Path) -> float:
     """Run one atso command, appending its output to ``log``; return the run's job time (all sessions).
 
-    The commit a run directory was started on is kept in its ``commit.txt``; a rerun that only
-    resumes (or only reads) it keeps that record.
+    The commit a run directory was started on is kept in ``<run>.commit.txt`` beside it; a rerun that
+    only resumes (or only reads) it keeps that record.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / "commit.txt").is_file():
-        (run_dir / "commit.txt").write_text(_git_commit() + "\n")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    if not _commit_file(run_dir).is_file():
+        _commit_file(run_dir).write_text(_git_commit() + "\n")
     with log.open("a") as handle:
         handle.write(f"$ {' '.join(command)}\n")
         handle.flush()
@@ -532,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
             _records(full_dir / "full-m0") if with_full else None,
         )
         dirs = [*runs.values(), full_dir / "full", full_dir / "full-m0"]
-        per_seed[seed]["run_commits"] = sorted({(d / "commit.txt").read_text().strip() for d in dirs if (d / "commit.txt").is_file()})
+        per_seed[seed]["run_commits"] = sorted({_commit_file(d).read_text().strip() for d in dirs if _commit_file(d).is_file()})
     summary = aggregate(args.experiment, experiment, per_seed)
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--tables-only"]
     command = "python benchmarks/evidence.py " + " ".join(shown)
