@@ -147,7 +147,7 @@ def _samples_from_arguments(args: argparse.Namespace, need_masks: bool):
     from atso.data.samples import list_samples
     from pydantic import ValidationError
 
-    from atso.data.volumes import list_decathlon, list_volume_folder
+    from atso.data.volume_sources import list_decathlon, list_volume_folder
 
     if args.data_root and (Path(args.data_root) / "dataset.json").is_file():  # a Decathlon task
         return list_decathlon(args.data_root, "training" if need_masks else args.split)
@@ -220,7 +220,8 @@ def command_predict(args: argparse.Namespace) -> int:
     source = Path(args.input)
     if _holds_volumes(source):
         from atso.data.samples import Sample
-        from atso.data.volumes import list_volume_folder, volume_id
+        from atso.data.volume_sources import list_volume_folder
+        from atso.data.volumes import volume_id
 
         samples = [Sample(volume_id(source), source)] if source.is_file() else list_volume_folder(source, need_labels=False)
     elif source.is_file():

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from atso.data.description import DatasetDescription
+from atso.data.volume_sources import list_decathlon, list_volume_folder
 from atso.data.volumes import (
-    list_decathlon,
-    list_volume_folder,
     normalise,
     read_label_volume,
     read_volume,
@@ -250,7 +249,7 @@ def test_normalise_modes():
 
 def test_volume_source_applies_include_and_exclude(tmp_path):
     from atso.config import SourceConfig
-    from atso.data.volumes import list_volume_source
+    from atso.data.volume_sources import list_volume_source
 
     write_decathlon(tmp_path, ["a1", "a2", "b1"])
     source = SourceConfig(root=tmp_path, layout="decathlon", split="training", exclude=["a2"])

@@ -9,7 +9,7 @@ import numpy as np
 
 from atso.config import Config
 from atso.data.samples import Sample, list_samples, read_list_file
-from atso.data.volumes import list_volume_source
+from atso.data.volume_sources import list_volume_source
 from atso.errors import AtsoError
 
 
