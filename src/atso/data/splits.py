@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from atso.config import Config
+from atso.config import Config, SourceConfig
 from atso.data.samples import Sample, list_samples, read_list_file
-from atso.data.volume_sources import list_volume_source
 from atso.errors import AtsoError
 
 
@@ -122,9 +122,14 @@ def split_folds(
     return [sorted(fold, key=lambda s: s.id) for fold in result]
 
 
-def build_split(config: Config) -> Split:
-    """List the samples and split them into S, the reference folds and E, as the config says."""
-    list_source = list_volume_source if config.data.kind == "volume" else list_samples
+ListSource = Callable[[SourceConfig, bool], list[Sample]]  # a source's samples (need_masks: each has its mask)
+
+
+def build_split(config: Config, list_source: ListSource = list_samples) -> Split:
+    """List the samples and split them into S, the reference folds and E, as the config says.
+
+    ``list_source`` lists one configured source: images by default; a run's modality passes its own.
+    """
     train_samples = list_source(config.data.train, need_masks=True)
     labeled, reference = choose_labeled(
         train_samples,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from atso.checkpoints import ModelInfo
-from atso.config import Config
+from atso.config import Config, SourceConfig
 from atso.data.description import DatasetDescription
 from atso.data.samples import Sample
 from atso.data.splits import Split
@@ -71,7 +71,11 @@ class Modality:
         assert self.config is not None, "a run's modality needs the run's config"
         return self.config
 
-    # ----- checks and networks --------------------------------------------------------------------------
+    # ----- samples, checks and networks -----------------------------------------------------------------
+    def list_source(self, source: SourceConfig, need_masks: bool = True) -> list[Sample]:
+        """The samples of one configured source (images, or scans)."""
+        raise NotImplementedError
+
     def preflight(self, split: Split, mask_description: MaskDescription) -> None:
         """Read every sample once, so bad input fails before training; refuse options this modality lacks."""
         raise NotImplementedError

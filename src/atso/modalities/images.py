@@ -9,10 +9,11 @@ import numpy as np
 import torch
 
 from atso.checkpoints import ModelInfo, check_pretrained
+from atso.config import SourceConfig
 from atso.data.datasets import TrainingDataset, TrainingPair
 from atso.data.description import DatasetDescription
 from atso.data.images import overlay, read_image, read_label_map, read_mask, verify_image, write_label_png, write_rgb_png
-from atso.data.samples import Sample
+from atso.data.samples import Sample, list_samples
 from atso.data.splits import Split
 from atso.data.transforms import Augmentation, StrongPhotometric
 from atso.errors import AtsoError
@@ -32,6 +33,9 @@ class Images(Modality):
     case_score = "miou"
     headline = (("miou", "miou"), ("mean_dice", "mean_case_dice"))
     supports_superclasses = True
+
+    def list_source(self, source: SourceConfig, need_masks: bool = True) -> list[Sample]:
+        return list_samples(source, need_masks)
 
     def preflight(self, split: Split, mask_description: MaskDescription) -> None:
         """Labeled and test samples decoded fully; reference images verified whole (cheaply for PNG), their masks fully."""

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from atso.checkpoints import ModelInfo, check_pretrained
-from atso.config import VolumeConfig
+from atso.config import SourceConfig, VolumeConfig
 from atso.data.description import DatasetDescription
 from atso.data.samples import Sample
 from atso.data.splits import Split
@@ -20,6 +20,7 @@ from atso.data.volume_slices import (
     VolumePair,
     read_pseudo_label_volume,
 )
+from atso.data.volume_sources import list_volume_source
 from atso.data.volumes import read_label_volume, read_volume, write_volume
 from atso.errors import AtsoError
 from atso.evaluation.volume_metrics import VolumeScores
@@ -50,6 +51,9 @@ class Volumes(Modality):
     labeling_keys_first = ("granularity",)
     drawing_note = " (volumes drawn on the axial slice with the most foreground)"
     slow_to_predict = True
+
+    def list_source(self, source: SourceConfig, need_masks: bool = True) -> list[Sample]:
+        return list_volume_source(source, need_masks)
 
     def preflight(self, split: Split, mask_description: MaskDescription) -> None:
         """Every scan read fully (they are few and large), each label checked against its scan's grid."""

@@ -59,7 +59,7 @@ class RunContext:
     def split(self) -> Split:
         """The run's S, reference folds and E, listed and checked once."""
         if self._split is None:
-            split = build_split(self.config)
+            split = build_split(self.config, self.modality.list_source)
             if not split.labeled:
                 where = self.config.data.labeled_list or "data"
                 raise AtsoError(
