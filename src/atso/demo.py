@@ -25,7 +25,11 @@ def demo_config(quick: bool = False, overrides: list[str] | None = None) -> Conf
             "input_size": [64, 80],
         },
         "model": {"name": "small_unet", "options": {"base_channels": 8}},
-        "train": {"iterations": 300, "student_iterations": 150, "batch_size": 8, "lr": 0.05, "checkpoint_every": 100},
+        # Students fine-tune M0 (lr 0.01) on S and the strong view of their pseudo-labels, as in the evidence recipe.
+        "train": {
+            "iterations": 300, "student_iterations": 150, "batch_size": 8, "lr": 0.05, "student_lr": 0.01,
+            "checkpoint_every": 100,
+        },
         "teacher_student": {"generations": 2, "folds": 2},
         "evaluation": {"batch_size": 16},
     }
