@@ -164,8 +164,7 @@ def test_labeled_share_fills_the_first_slots_of_every_batch_from_s(tmp_path):
     assert sum(pooled.pair_index(it, slot) < 3 for it in range(12) for slot in range(8)) < 20
 
 
-@pytest.mark.parametrize("mix", ["cutmix", "classmix"])
-def test_mixing_touches_only_pseudo_labeled_items_and_is_repeatable(tmp_path, mix):
+def _mixed_pairs(tmp_path):
     rng = np.random.default_rng(0)
     pairs = []
     for i in range(6):
@@ -173,6 +172,12 @@ def test_mixing_touches_only_pseudo_labeled_items_and_is_repeatable(tmp_path, mi
         Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(image)
         write_label_png(mask, np.full((8, 8), i % 3, np.uint8), [(0, 0, 0)] * 3)
         pairs.append(TrainingPair(f"p{i}", image, mask, i >= 2))
+    return pairs
+
+
+@pytest.mark.parametrize("mix", ["cutmix", "classmix"])
+def test_mixing_touches_only_pseudo_labeled_items_and_is_repeatable(tmp_path, mix):
+    pairs = _mixed_pairs(tmp_path)
     mixed = TrainingDataset(pairs, DESCRIPTION, (8, 8), Augmentation(scale_range=(1, 1), hflip=False), 4, 0, mix=mix)
     plain = TrainingDataset(pairs, DESCRIPTION, (8, 8), Augmentation(scale_range=(1, 1), hflip=False), 4, 0)
     changed = 0
@@ -185,17 +190,6 @@ def test_mixing_touches_only_pseudo_labeled_items_and_is_repeatable(tmp_path, mi
                 assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
             changed += not torch.equal(a[0], b[0])
     assert changed > 0
-
-
-def _mixed_pairs(tmp_path):
-    rng = np.random.default_rng(0)
-    pairs = []
-    for i in range(6):
-        image, mask = tmp_path / f"i{i}.png", tmp_path / f"m{i}.png"
-        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(image)
-        write_label_png(mask, np.full((8, 8), i % 3, np.uint8), [(0, 0, 0)] * 3)
-        pairs.append(TrainingPair(f"p{i}", image, mask, i >= 2))
-    return pairs
 
 
 def test_strong_view_perturbs_pseudo_labeled_images_only_and_keeps_their_labels(tmp_path):

@@ -15,9 +15,8 @@ from atso.data.samples import Sample
 from atso.data.transforms import (
     Augmentation,
     StrongPhotometric,
-    classmix_mask,
-    cutmix_mask,
     mix_pair,
+    perturb_pseudo,
     resize_image,
     resize_labels,
     to_tensor,
@@ -156,28 +155,12 @@ class TrainingDataset(Dataset):
         rng = np.random.default_rng([self.seed, iteration, slot, 1])
         image, target = self.augmentation(image, target, rng)
         if self.pairs[index].target_is_pseudo:
-            image, target = self._perturb_pseudo(image, target, iteration, slot)
+            image, target = perturb_pseudo(
+                image, target, (self.seed, iteration, slot), self.strong, self.mix, self.mix_probability,
+                partner=lambda rng: self.augmentation(*self.load(self.pseudo[int(rng.integers(len(self.pseudo)))]), rng),
+                paste=mix_pair, ignore_index=self.description.ignore_index,
+            )
         return to_tensor(image), torch.from_numpy(target.astype(np.int64))
-
-    def _perturb_pseudo(
-        self, image: np.ndarray, target: np.ndarray, iteration: int, slot: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """A pseudo-labeled item's strong view: photometric noise, then a mixing partner pasted in."""
-        if self.strong is not None:
-            image = self.strong(image, np.random.default_rng([self.seed, iteration, slot, 3]))
-        if self.mix == "none":
-            return image, target
-        mix_rng = np.random.default_rng([self.seed, iteration, slot, 2])
-        if self.mix_probability < 1 and mix_rng.random() >= self.mix_probability:
-            return image, target
-        other_image, other_target = self.augmentation(*self.load(self.pseudo[int(mix_rng.integers(len(self.pseudo)))]), mix_rng)
-        if self.strong is not None:
-            other_image = self.strong(other_image, np.random.default_rng([self.seed, iteration, slot, 4]))
-        if self.mix == "cutmix":
-            mask = cutmix_mask(target.shape, mix_rng)
-        else:
-            mask = classmix_mask(other_target, mix_rng, self.description.ignore_index)
-        return mix_pair(image, target, other_image, other_target, mask)
 
 
 class IterationBatches(torch.utils.data.Sampler):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -104,6 +105,44 @@ def mix_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Paste ``other`` onto a sample where ``mask`` holds: image and labels alike."""
     return np.where(mask[..., None], other_image, image), np.where(mask, other_labels, labels)
+
+
+def perturb_pseudo(
+    image: Any,
+    labels: Any,
+    key: tuple[int, int, int],
+    strong: Callable[[Any, np.random.Generator], Any] | None,
+    mix: str,
+    mix_probability: float,
+    partner: Callable[[np.random.Generator], tuple[Any, Any]],
+    paste: Callable[[Any, Any, Any, Any, np.ndarray], tuple[Any, Any]],
+    ignore_index: int = 255,
+) -> tuple[Any, Any]:
+    """A pseudo-labeled sample's strong view: ``strong`` noise, then (``mix``) a partner pasted in.
+
+    Images and volume slices share it; they differ only in their arrays. Each draw has its own seeded
+    stream keyed by ``(seed, iteration, slot)``, so an item is the same on every call and every rank.
+
+    Args:
+        partner: draws another pseudo-labeled sample (weakly augmented) from the given generator.
+        paste: pastes the partner onto the sample where a boolean mask holds.
+    """
+    seed, iteration, slot = key
+    if strong is not None:
+        image = strong(image, np.random.default_rng([seed, iteration, slot, 3]))
+    if mix == "none":
+        return image, labels
+    mix_rng = np.random.default_rng([seed, iteration, slot, 2])
+    if mix_probability < 1 and mix_rng.random() >= mix_probability:
+        return image, labels
+    other_image, other_labels = partner(mix_rng)
+    if strong is not None:
+        other_image = strong(other_image, np.random.default_rng([seed, iteration, slot, 4]))
+    if mix == "cutmix":
+        mask = cutmix_mask(tuple(labels.shape), mix_rng)
+    else:
+        mask = classmix_mask(np.asarray(other_labels), mix_rng, ignore_index)
+    return paste(image, labels, other_image, other_labels, mask)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from atso.data.description import DatasetDescription
 from atso.data.images import _check_labels
 from atso.data.resampling import resample_to_spacing
 from atso.data.slicing import select_training_slices, slice_volume
-from atso.data.transforms import classmix_mask, cutmix_mask
+from atso.data.transforms import perturb_pseudo
 from atso.data.volumes import Volume, normalise, read_label_volume, read_volume
 from atso.errors import AtsoError
 
@@ -224,7 +224,11 @@ class SliceTrainingDataset(Dataset):
         rng = np.random.default_rng([self.seed, iteration, slot, 1])
         image, labels = self._slice(index, rng)
         if index in self._pseudo_set:
-            image, labels = self._perturb_pseudo(image, labels, iteration, slot)
+            image, labels = perturb_pseudo(
+                image, labels, (self.seed, iteration, slot), self.strong, self.mix, self.mix_probability,
+                partner=lambda rng: self._slice(self.stream.pseudo[int(rng.integers(len(self.stream.pseudo)))], rng),
+                paste=_paste_slice, ignore_index=self.description.ignore_index,
+            )
         return image, labels
 
     def _slice(self, index: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,23 +236,10 @@ class SliceTrainingDataset(Dataset):
         labels = torch.from_numpy(self.labels[index].astype(np.int64))
         return self.augmentation(image, labels, rng)
 
-    def _perturb_pseudo(
-        self, image: torch.Tensor, labels: torch.Tensor, iteration: int, slot: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A pseudo-labeled slice's strong view: intensity noise, then a mixing partner pasted in."""
-        if self.strong is not None:
-            image = self.strong(image, np.random.default_rng([self.seed, iteration, slot, 3]))
-        if self.mix == "none":
-            return image, labels
-        mix_rng = np.random.default_rng([self.seed, iteration, slot, 2])
-        if self.mix_probability < 1 and mix_rng.random() >= self.mix_probability:
-            return image, labels
-        other_image, other_labels = self._slice(self.stream.pseudo[int(mix_rng.integers(len(self.stream.pseudo)))], mix_rng)
-        if self.strong is not None:
-            other_image = self.strong(other_image, np.random.default_rng([self.seed, iteration, slot, 4]))
-        if self.mix == "cutmix":
-            mask = cutmix_mask(tuple(labels.shape), mix_rng)
-        else:
-            mask = classmix_mask(other_labels.numpy(), mix_rng, self.description.ignore_index)
-        where = torch.from_numpy(mask)
-        return torch.where(where[None], other_image, image), torch.where(where, other_labels, labels)
+
+def _paste_slice(
+    image: torch.Tensor, labels: torch.Tensor, other_image: torch.Tensor, other_labels: torch.Tensor, mask: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paste ``other`` onto a ``(C, H, W)`` slice and its labels where ``mask`` holds."""
+    where = torch.from_numpy(mask)
+    return torch.where(where[None], other_image, image), torch.where(where, other_labels, labels)
