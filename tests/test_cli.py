@@ -34,6 +34,10 @@ def test_train_evaluate_predict_round_trip(tiny_dataset, tmp_path, capsys):
     assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     checkpoint = tmp_path / "run" / "jobs" / "g0" / "m0" / "model.pt"
     assert checkpoint.is_file()
+    trained = capsys.readouterr().out
+    assert "M0 on the test set (4 images)" in trained and "mIoU" in trained and "@R" not in trained
+    assert f"--m0 {tmp_path / 'run'}" in trained
+    assert not (tmp_path / "run" / "jobs" / "g0" / "labels").exists()
     report = tmp_path / "eval.json"
     code = main(["evaluate", "--checkpoint", str(checkpoint), "--data-root", str(tiny_dataset), "--split", "val",
                  "--output", str(report)])
@@ -115,6 +119,12 @@ def test_unknown_config_key(tiny_dataset, tmp_path, capsys):
 def test_bad_override_value(tiny_config_file, tmp_path, capsys):
     _expect_error(capsys, ["run", str(tiny_config_file), "--set", "teacher_student.folds=1", "--out",
                            str(tmp_path / "run")], "teacher_student.folds")
+
+
+def test_m0_of_no_run_directory(tiny_config_file, tmp_path, capsys):
+    _expect_error(capsys, ["compare", str(tiny_config_file), "--m0", str(tmp_path / "none"), "--out",
+                           str(tmp_path / "run")], "--m0", "none", "atso train")
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_checkpoint(tiny_dataset, tmp_path, capsys):

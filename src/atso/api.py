@@ -13,12 +13,13 @@ from atso.errors import AtsoError
 from atso.modalities import for_model
 from atso.reporting.tables import diagnostics_table, generation_table
 from atso.running.context import RunContext
+from atso.running.m0_source import adopt_m0, check_m0_source
 from atso.running.run_dir import RunDirectory
 from atso.running.runner import records as finished_records
 from atso.running.runner import run_plan
 from atso.runtime import distributed
 from atso.runtime.devices import resolve_device
-from atso.strategies.plan import Plan, make_plan
+from atso.strategies.plan import M0, Plan, make_plan
 
 __all__ = ["build_report", "evaluate_checkpoint", "make_plan", "predict_folder", "preflight", "run", "run_job"]
 
@@ -49,11 +50,17 @@ def run(
     force: bool = False,
     log: Callable[[str], None] = print,
     report: bool = True,
+    m0_only: bool = False,
+    m0: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a strategy, or a comparison of all four, in ``out``; return the results.
 
     With ``report``, ``out/report/`` is written at the end; a report that fails to draw is logged, never
     fatal: the run's results stand, and ``atso report`` rebuilds it.
+
+    Args:
+        m0_only: train and score M0 alone (``atso train``): no pseudo-labels, no report.
+        m0: a run directory whose finished M0 this run starts from instead of training its own.
 
     Under torchrun (``torchrun --nproc_per_node N -m atso run ...``) every process calls this; they
     train and label together, and rank 0 alone checks the data, writes files, logs and reports.
@@ -61,7 +68,7 @@ def run(
     Raises:
         AtsoError: bad data or config, or ``out`` holds a run made with another config.
     """
-    plan = make_plan(config, compare)
+    plan = make_plan(config, compare, m0_only)
     run_dir = RunDirectory(out)
     with distributed.session(config.runtime.device):
         main = distributed.is_main()
@@ -71,13 +78,17 @@ def run(
         context = _context(config, run_dir, plan, log)
         if main:
             preflight(context)  # bad data fails before the run directory is touched
-            run_dir.prepare(config, compare=compare, force=force)
+            source = check_m0_source(m0, config, context.split.labeled) if m0 is not None else None
+            run_dir.prepare(config, compare=compare, force=force, m0_only=m0_only)
+            if source is not None:
+                copied = adopt_m0(source, run_dir)
+                log(f"M0: {'copied from ' + str(source.model_path(M0)) if copied else 'already finished here'}; not trained again")
         distributed.barrier()
         run_plan(context, run_job)
     records = finished_records(run_dir, plan)
     strategies = list(plan.strategies)
     report_path = None
-    if report and main:
+    if report and main and not m0_only:
         try:
             report_path = str(build_report(run_dir.path, log=log))
         except Exception as exc:  # drawing is a by-product: never lose a finished run to it
@@ -135,7 +146,7 @@ def run_job(
         config.runtime.device = device
     if quiet or not distributed.is_main():
         config.runtime.quiet = True
-    plan = make_plan(config, compare=directory.is_compare())
+    plan = make_plan(config, **directory.plan_options())
     try:
         plan.job(job_id)
     except KeyError:

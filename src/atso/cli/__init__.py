@@ -9,6 +9,7 @@ from atso import __version__
 from atso.cli.inference import add_data_arguments, command_evaluate, command_predict
 from atso.cli.runs import (
     add_config_arguments,
+    add_m0_argument,
     add_run_arguments,
     command_demo,
     command_job,
@@ -27,23 +28,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"atso {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train the supervised model M0 on the labeled set and score it")
+    train = commands.add_parser("train", help="train the supervised model M0 on the labeled set and score it (nothing else)")
     add_config_arguments(train)
     add_run_arguments(train)
-    train.set_defaults(handler=lambda a: command_run(a, strategy="supervised"), strategy=None, generations=None)
+    train.set_defaults(handler=lambda a: command_run(a, m0_only=True))
 
     run = commands.add_parser("run", help="run one strategy: supervised, self-learning, stso or atso")
     add_config_arguments(run)
     add_run_arguments(run)
     run.add_argument("--strategy", choices=strategy_names())
     run.add_argument("--generations", type=int, help="T, teacher-student generations after M0")
+    add_m0_argument(run)
     run.set_defaults(handler=command_run)
 
     compare = commands.add_parser("compare", help="run all four strategies sharing one M0; print a Table-1 table")
     add_config_arguments(compare)
     add_run_arguments(compare)
     compare.add_argument("--generations", type=int, help="T, teacher-student generations after M0")
-    compare.set_defaults(handler=lambda a: command_run(a, compare=True), strategy=None)
+    add_m0_argument(compare)
+    compare.set_defaults(handler=lambda a: command_run(a, compare=True))
 
     plan = commands.add_parser("plan", help="print the plan (jobs, starts, teachers) without running anything")
     add_config_arguments(plan)

@@ -23,6 +23,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run ready jobs at once, one per device, e.g. cuda:0,cuda:1 (runtime.devices)")
 
 
+def add_m0_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--m0", metavar="RUN_DIR",
+                        help="start from the finished M0 of that run directory (e.g. of 'atso train') instead of training it")
+
+
 def _load(args: argparse.Namespace, extra: list[str]):
     from atso.config import load_config
 
@@ -59,23 +64,50 @@ def _print_results(result: dict, started: float) -> None:
     print(f"wall time: {time.perf_counter() - started:.1f}s")
 
 
-def command_run(args: argparse.Namespace, compare: bool = False, strategy: str | None = None) -> int:
+def command_run(args: argparse.Namespace, compare: bool = False, m0_only: bool = False) -> int:
+    """``run``, ``compare`` and ``train`` (``m0_only``: M0 trained and scored, R left alone)."""
     from atso import api
 
     extra = []
-    if strategy or args.strategy:
-        extra.append(f"teacher_student.strategy={strategy or args.strategy}")
+    if getattr(args, "strategy", None):
+        extra.append(f"teacher_student.strategy={args.strategy}")
     if getattr(args, "generations", None) is not None:
         extra.append(f"teacher_student.generations={args.generations}")
     config = _load(args, extra)
-    name = "compare" if compare else config.teacher_student.strategy
+    name = "compare" if compare else "m0" if m0_only else config.teacher_student.strategy
     out = Path(args.out) if args.out else _default_out(args.config, name)
     _check_before_running(config, out)
     started = time.perf_counter()
-    result = api.run(config, out, compare=compare, force=args.force)
+    m0 = getattr(args, "m0", None)
+    result = api.run(config, out, compare=compare, force=args.force, m0_only=m0_only, m0=m0)
     if _is_main():
-        _print_results(result, started)
+        (_print_m0 if m0_only else _print_results)(result, started)
+        if m0_only:
+            print(f"next: atso compare {args.config} --m0 {out}  (or atso run ... --m0 {out}) to start from this M0")
     return 0
+
+
+def _print_m0(result: dict, started: float) -> None:
+    """What ``atso train`` made: M0's scores on the test set (no Table 1: there is no generation to compare)."""
+    from atso.strategies.plan import M0
+
+    record = result["records"][-1] if result["records"] else {}
+    summary = record.get("test", {}).get(M0)
+    if summary is None:
+        print("\nM0 is not scored: the config has no test set (data.test)")
+    elif "per_class_iou" in summary:
+        from atso.evaluation.metrics import format_scores_table
+
+        print(f"\nM0 on the test set ({summary.get('num_cases', '?')} images):")
+        print(format_scores_table(summary))
+    else:
+        from atso.evaluation.volume_metrics import format_volume_scores
+
+        print(f"\nM0 on the test set ({len(summary.get('cases', []))} volumes):")
+        print(format_volume_scores(summary))
+    print(f"\nmodel: {result['final_models']['supervised'][0]}")
+    print(f"run directory: {result['run_dir']}  (metrics.jsonl, manifest.json, jobs/)")
+    print(f"wall time: {time.perf_counter() - started:.1f}s")
 
 
 def _check_before_running(config, out: Path) -> None:
