@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from atso.checkpoints import load_model
-from atso.config import Config
+from atso.config import Config, check_paths
 from atso.data.description import DatasetDescription
 from atso.data.samples import Sample
 from atso.errors import AtsoError
@@ -30,6 +30,7 @@ def preflight(context: RunContext) -> None:
     The network is built once, so an unknown model, option or value fails here too; what each
     modality reads is :meth:`atso.modalities.base.Modality.preflight`.
     """
+    check_paths(context.config)  # a missing folder is named as written, before any listing
     context.modality.preflight(context.split, context.labels.mask_description)
 
 
