@@ -127,6 +127,15 @@ def test_m0_of_no_run_directory(tiny_config_file, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("split, needles", [("test", ("--split test", "no labels")), ("val", ("--split val", "training and test"))])
+def test_evaluate_honours_the_split_of_a_decathlon_task(tmp_path, capsys, split, needles):
+    from conftest import write_volume_dataset
+
+    root = write_volume_dataset(tmp_path / "task", 2)
+    _expect_error(capsys, ["evaluate", "--checkpoint", str(tmp_path / "m.pt"), "--data-root", str(root), "--split", split],
+                  *needles)
+
+
 def test_missing_checkpoint(tiny_dataset, tmp_path, capsys):
     _expect_error(capsys, ["evaluate", "--checkpoint", str(tmp_path / "nope.pt"), "--data-root", str(tiny_dataset)],
                   "nope.pt")

@@ -1,4 +1,4 @@
-"""The ``atso`` command line: train, run, compare, plan, evaluate, predict, job, report, demo."""
+"""The ``atso`` command line: init, train, run, compare, plan, evaluate, predict, job, report, demo."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from atso import __version__
+from atso.cli.init import add_init_parser
 from atso.cli.inference import add_data_arguments, command_evaluate, command_predict
 from atso.cli.runs import (
     add_config_arguments,
@@ -27,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"atso {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    add_init_parser(commands)
 
     train = commands.add_parser("train", help="train the supervised model M0 on the labeled set and score it (nothing else)")
     add_config_arguments(train)

@@ -46,7 +46,7 @@ def _samples_from_arguments(args: argparse.Namespace, need_masks: bool):
     from atso.data.volume_sources import list_decathlon, list_volume_folder
 
     if args.data_root and (Path(args.data_root) / "dataset.json").is_file():  # a Decathlon task
-        return list_decathlon(args.data_root, "training" if need_masks else args.split)
+        return list_decathlon(args.data_root, _decathlon_split(args.split, args.data_root, need_masks))
     if args.images and _holds_volumes(Path(args.images)):
         masks = getattr(args, "masks", None)
         return list_volume_folder(args.images, masks, need_labels=need_masks)
@@ -54,12 +54,24 @@ def _samples_from_arguments(args: argparse.Namespace, need_masks: bool):
         if args.list:
             source = SourceConfig(list=Path(args.list))
         elif args.data_root:
-            source = SourceConfig(root=Path(args.data_root), split=args.split)
+            layout = "cityscapes" if (Path(args.data_root) / "leftImg8bit").is_dir() else "camvid"
+            source = SourceConfig(root=Path(args.data_root), layout=layout, split=args.split or "val")
         else:
             source = SourceConfig(images=Path(args.images), masks=Path(args.masks) if args.masks else None)
     except ValidationError as exc:
         raise AtsoError(f"data arguments: {exc.errors()[0]['msg']}") from exc
     return list_samples(source, need_masks=need_masks)
+
+
+def _decathlon_split(split: str | None, root: str, need_masks: bool) -> str:
+    """A Decathlon task's split: ``training`` by default; ``test`` only where no labels are needed (it has none)."""
+    split = split or "training"
+    if split not in ("training", "test"):
+        raise AtsoError(f"--split {split}: a Decathlon task ({root}/dataset.json) has the splits training and test")
+    if split == "test" and need_masks:
+        raise AtsoError(f"--split test: the test cases of {root}/dataset.json have no labels to score against; "
+                        "use --split training, or --images/--masks with your own labels")
+    return split
 
 
 def _holds_volumes(path: Path) -> bool:
@@ -73,8 +85,8 @@ def _holds_volumes(path: Path) -> bool:
 
 def add_data_arguments(parser: argparse.ArgumentParser, masks: bool) -> None:
     group = parser.add_argument_group("data (one of)")
-    group.add_argument("--data-root", help="CamVid-layout root; with --split")
-    group.add_argument("--split", default="val", help="split under --data-root (default: val)")
+    group.add_argument("--data-root", help="a CamVid or Cityscapes root, or a Decathlon task's folder (dataset.json); with --split")
+    group.add_argument("--split", help="split under --data-root (default: val; for a Decathlon task, training)")
     group.add_argument("--images", help="folder of images")
     if masks:
         group.add_argument("--masks", help="folder of masks with the images' stems")

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from atso.errors import AtsoError
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config file")
@@ -17,6 +18,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="run directory (default: runs/<config name>-<strategy>)")
     parser.add_argument("--force", action="store_true", help="continue a run directory made with another config")
     parser.add_argument("--quiet", action="store_true", help="no progress bars (CI and cluster logs)")
+    parser.add_argument("--data", metavar="DIR", help="the training data's folder: sets data.train.root "
+                        "(and data.test.root when the config tests under the same root)")
+    parser.add_argument("--test", metavar="DIR", help="the test data's folder: sets data.test.root, or a folder of images/ masks/")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="run up to N ready jobs at once, each in its own process (runtime.workers)")
     parser.add_argument("--devices", metavar="D1,D2",
@@ -32,6 +36,7 @@ def _load(args: argparse.Namespace, extra: list[str]):
     from atso.config import load_config
 
     overrides = list(args.overrides) + extra
+    overrides += _data_overrides(args, overrides)
     if getattr(args, "quiet", False):
         overrides.append("runtime.quiet=true")
     if getattr(args, "workers", None) is not None:
@@ -39,6 +44,45 @@ def _load(args: argparse.Namespace, extra: list[str]):
     if getattr(args, "devices", None):
         overrides.append(f"runtime.devices=[{args.devices}]")
     return load_config(args.config, overrides)
+
+
+def _data_overrides(args: argparse.Namespace, overrides: list[str]) -> list[str]:
+    """``--data DIR`` / ``--test DIR`` as the ``--set`` overrides they stand for (paths made absolute here)."""
+    import json
+
+    from atso.config import SourceConfig, load_config
+
+    data, test = getattr(args, "data", None), getattr(args, "test", None)
+    if not data and not test:
+        return []
+    config = load_config(args.config, overrides).data
+    extra = []
+    if data:
+        folder = _folder(data, "--data")
+        if config.train.root is None:
+            raise AtsoError(f"--data {data}: {args.config} lists data.train as files, not under a root folder; "
+                            f"use --set data.train.images=..., or write a config for it with 'atso init {data}'")
+        extra.append(f"data.train.root={json.dumps(folder)}")
+        same_root = isinstance(config.test, SourceConfig) and config.test.root == config.train.root
+        if same_root and not test:
+            extra.append(f"data.test.root={json.dumps(folder)}")
+    if test:
+        folder = _folder(test, "--test")
+        if isinstance(config.test, SourceConfig) and config.test.root is not None:
+            extra.append(f"data.test.root={json.dumps(folder)}")
+        elif Path(folder, "images").is_dir() and Path(folder, "masks").is_dir():
+            extra.append("data.test=" + json.dumps({"images": f"{folder}/images", "masks": f"{folder}/masks"}))
+        else:
+            raise AtsoError(f"--test {test}: {args.config} has no data.test root to replace and the folder holds no "
+                            "images/ masks/; give such a folder, or set data.test in the config")
+    return extra
+
+
+def _folder(value: str, option: str) -> str:
+    folder = Path(value).expanduser().resolve()
+    if not folder.is_dir():
+        raise AtsoError(f"{option} {value}: no such folder ({folder})")
+    return str(folder)
 
 
 def _default_out(config_path: str, name: str) -> Path:
