@@ -165,6 +165,7 @@ def evaluate_checkpoint(
     input_size: tuple[int, int] | None = None,
     batch_size: int = 8,
     device: str = "auto",
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """Score a model file on samples with masks (images: mIoU, volumes: foreground DSC).
 
@@ -182,7 +183,7 @@ def evaluate_checkpoint(
             f"{description.num_classes}; pass the description the model was trained with"
         )
     modality = for_model(info, description)
-    predictor = modality.file_predictor({"model": model}, info, torch_device, batch_size, input_size)
+    predictor = modality.file_predictor({"model": model}, info, torch_device, batch_size, input_size, quiet)
     scores = modality.scores(description.classes, description.ignore_index)
     for sample, predictions in predictor.predict(samples, {"model": ["model"]}):
         labels = predictions["model"].labels
@@ -194,16 +195,25 @@ def predict_folder(
     checkpoint: str | Path,
     samples: list[Sample],
     output: str | Path,
-    overlays: bool = False,
+    overlays: str | Path | None = None,
     batch_size: int = 8,
     device: str = "auto",
-) -> list[Path]:
-    """Write one label file per sample: a class-index PNG with a palette at the image's size, or a NIfTI volume."""
+    quiet: bool = False,
+) -> list[tuple[Path, Path | None]]:
+    """Write one label file per sample (a class-index PNG with a palette at the image's size, or a NIfTI volume).
+
+    Args:
+        overlays: a folder for coloured overlays (images only), kept apart so ``output`` holds label maps alone.
+
+    Returns:
+        each sample's label file and its overlay (None where none was drawn).
+    """
     torch_device = resolve_device(device)
     model, info = load_model(checkpoint, torch_device)
     modality = for_model(info)
-    predictor = modality.file_predictor({"model": model}, info, torch_device, batch_size)
+    predictor = modality.file_predictor({"model": model}, info, torch_device, batch_size, None, quiet)
+    overlay_dir = Path(overlays) if overlays is not None else None
     return [
-        modality.write_prediction(Path(output), sample, predictions["model"], overlays)
+        modality.write_prediction(Path(output), sample, predictions["model"], overlay_dir)
         for sample, predictions in predictor.predict(samples, {"model": ["model"]})
     ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
 from atso.errors import AtsoError
@@ -83,6 +85,11 @@ def _holds_volumes(path: Path) -> bool:
     return path.is_dir() and any(p.name.lower().endswith(VOLUME_SUFFIXES) for p in path.iterdir())
 
 
+def is_quiet(args: argparse.Namespace) -> bool:
+    """No progress bars when asked, or when stderr is not a terminal (a log file would fill with carriage returns)."""
+    return bool(getattr(args, "quiet", False)) or not sys.stderr.isatty()
+
+
 def add_data_arguments(parser: argparse.ArgumentParser, masks: bool) -> None:
     group = parser.add_argument_group("data (one of)")
     group.add_argument("--data-root", help="a CamVid or Cityscapes root, or a Decathlon task's folder (dataset.json); with --split")
@@ -97,24 +104,29 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from atso import api
     from atso.data.description import load_description
     from atso.evaluation.metrics import format_scores_table
-    from atso.storage import atomic_write_json
+    from atso.storage import atomic_write_text
 
     if not (args.data_root or args.images or args.list):
         raise AtsoError("atso evaluate: give the data to score: --data-root ROOT --split NAME, --images/--masks, or --list")
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        raise AtsoError(f"--output {output}: exists (an earlier evaluation); give another --output, or --force to replace it")
     _check_inference_arguments(args)
     samples = _samples_from_arguments(args, need_masks=True)
     description = load_description(args.description) if args.description else None
     _check_inputs(samples, args.checkpoint, description, masks=True)
     size = tuple(args.input_size) if args.input_size else None
-    summary = api.evaluate_checkpoint(args.checkpoint, samples, description, size, args.batch_size, args.device)
+    summary = api.evaluate_checkpoint(args.checkpoint, samples, description, size, args.batch_size, args.device,
+                                      quiet=is_quiet(args))
     if "per_class_iou" in summary:
         print(format_scores_table(summary))
     else:
         from atso.evaluation.volume_metrics import format_volume_scores
 
         print(format_volume_scores(summary))
-    output = Path(args.output)
-    atomic_write_json(output, {"checkpoint": str(args.checkpoint), **summary})
+    # Scores are fractions of 1 (the tables above print them as %); per-class entries keep the class order.
+    record = {"checkpoint": str(args.checkpoint), "units": "fraction (0.5 = 50 %)", **summary}
+    atomic_write_text(output, json.dumps(record, indent=2) + "\n")
     print(f"wrote {output}")
     return 0
 
@@ -139,8 +151,13 @@ def command_predict(args: argparse.Namespace) -> int:
     else:
         samples = list_samples(SourceConfig(images=source), need_masks=False)
     _check_inputs(samples, args.checkpoint)
-    written = api.predict_folder(args.checkpoint, samples, args.output, args.overlay, args.batch_size, args.device)
-    print(f"wrote {len(written)} label {'volumes' if _holds_volumes(source) else 'maps'} to {args.output}")
+    overlays = Path(args.output) / "overlays" if args.overlay else None
+    written = api.predict_folder(args.checkpoint, samples, args.output, overlays, args.batch_size, args.device, quiet=is_quiet(args))
+    labels, drawn = len(written), sum(1 for _, overlay in written if overlay is not None)
+    message = f"wrote {labels} label {'volumes' if _holds_volumes(source) else 'maps'} to {args.output}"
+    if args.overlay:
+        message += f" and {drawn} overlays to {overlays}" if drawn else " (no overlays: they are drawn for images only)"
+    print(message)
     return 0
 
 

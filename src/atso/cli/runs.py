@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def _load(args: argparse.Namespace, extra: list[str]):
 
     overrides = list(args.overrides) + extra
     overrides += _data_overrides(args, overrides)
-    if getattr(args, "quiet", False):
+    if getattr(args, "quiet", False) or not sys.stderr.isatty():  # a log file gets one line per job, no bars
         overrides.append("runtime.quiet=true")
     if getattr(args, "workers", None) is not None:
         overrides.append(f"runtime.workers={args.workers}")
