@@ -31,9 +31,16 @@ def test_help_lists_the_commands(capsys):
 
 def test_train_evaluate_predict_round_trip(tiny_dataset, tmp_path, capsys):
     config = write_config(tmp_path / "c.yaml", tiny_config(tiny_dataset))
-    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0  # stderr is no terminal: quiet
     checkpoint = tmp_path / "run" / "jobs" / "g0" / "m0" / "model.pt"
     assert checkpoint.is_file()
+    captured = capsys.readouterr()
+    trained = captured.out
+    assert "M0 on the test set (4 images)" in trained and "mIoU" in trained and "@R" not in trained
+    assert "finished g0/test (evaluate)" in trained and "test mIoU " in trained and " %" in trained
+    assert "\r" not in captured.err and "it/s" not in captured.err  # no progress bars in a log
+    assert f"--m0 {tmp_path / 'run'}" in trained
+    assert not (tmp_path / "run" / "jobs" / "g0" / "labels").exists()
     report = tmp_path / "eval.json"
     code = main(["evaluate", "--checkpoint", str(checkpoint), "--data-root", str(tiny_dataset), "--split", "val",
                  "--output", str(report)])
@@ -42,16 +49,22 @@ def test_train_evaluate_predict_round_trip(tiny_dataset, tmp_path, capsys):
     for name in ("background", "square", "bar", "mIoU"):
         assert name in printed
     scores = json.loads(report.read_text())
-    assert set(scores["per_class_iou"]) == {"background", "square", "bar"}
-    assert scores["num_cases"] == 4
+    assert list(scores["per_class_iou"]) == ["background", "square", "bar"]  # class order, not sorted
+    assert scores["num_cases"] == 4 and scores["units"].startswith("fraction")
+    again = ["evaluate", "--checkpoint", str(checkpoint), "--data-root", str(tiny_dataset), "--output", str(report)]
+    _expect_error(capsys, again, "eval.json: exists", "--force")
+    assert json.loads(report.read_text()) == scores
+    assert main(again + ["--force", "--quiet"]) == 0
     out = tmp_path / "pred"
     assert main(["predict", "--checkpoint", str(checkpoint), "--input", str(tiny_dataset / "val"),
-                 "--output", str(out), "--overlay"]) == 0
+                 "--output", str(out), "--overlay", "--quiet"]) == 0
+    assert f"wrote 4 label maps to {out} and 4 overlays to {out / 'overlays'}" in capsys.readouterr().out
     for image in sorted((tiny_dataset / "val").glob("*.png")):
         written = Image.open(out / image.name)
         assert written.size == Image.open(image).size and written.mode == "P"
         assert np.array(written).max() < 3
-        assert (out / f"{image.stem}_overlay.png").is_file()
+        assert Image.open(out / "overlays" / image.name).mode == "RGB"
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(p.name for p in (tiny_dataset / "val").glob("*.png"))
 
 
 def test_plan_prints_without_running(tiny_config_file, tmp_path, capsys):
@@ -115,6 +128,21 @@ def test_unknown_config_key(tiny_dataset, tmp_path, capsys):
 def test_bad_override_value(tiny_config_file, tmp_path, capsys):
     _expect_error(capsys, ["run", str(tiny_config_file), "--set", "teacher_student.folds=1", "--out",
                            str(tmp_path / "run")], "teacher_student.folds")
+
+
+def test_m0_of_no_run_directory(tiny_config_file, tmp_path, capsys):
+    _expect_error(capsys, ["compare", str(tiny_config_file), "--m0", str(tmp_path / "none"), "--out",
+                           str(tmp_path / "run")], "--m0", "none", "atso train")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("split, needles", [("test", ("--split test", "no labels")), ("val", ("--split val", "training and test"))])
+def test_evaluate_honours_the_split_of_a_decathlon_task(tmp_path, capsys, split, needles):
+    from conftest import write_volume_dataset
+
+    root = write_volume_dataset(tmp_path / "task", 2)
+    _expect_error(capsys, ["evaluate", "--checkpoint", str(tmp_path / "m.pt"), "--data-root", str(root), "--split", split],
+                  *needles)
 
 
 def test_missing_checkpoint(tiny_dataset, tmp_path, capsys):

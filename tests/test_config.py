@@ -8,6 +8,7 @@ from atso.config import (
     Config,
     SourceConfig,
     apply_overrides,
+    check_paths,
     config_from_dict,
     dump_config,
     load_config,
@@ -61,6 +62,40 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     assert config.data.labeled_list == base / "labeled.txt"
     assert Path(config.data.description) == base / "labels.yaml"
     assert config.model.pretrained == (tmp_path / "runs" / "m0" / "model.pt").resolve()
+
+
+def test_a_set_path_resolves_against_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = {"data": {"train": {"root": "camvid", "split": "train"}, "test": {"root": "camvid", "split": "val"}}}
+    config = load_config(_write_config(tmp_path / "configs", data), ["data.train.root=mine", "data.test={root: t, split: v}"])
+    assert config.data.train.root == tmp_path.resolve() / "mine"
+    assert config.data.test.root == tmp_path.resolve() / "t"
+
+
+def test_a_missing_path_is_named_as_written_and_as_resolved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs" / "camvid").mkdir(parents=True)
+    data = {"data": {"train": {"root": "camvid", "split": "train"}, "test": {"root": "../gone", "split": "val"}}}
+    path = _write_config(tmp_path / "configs", data)
+    with pytest.raises(AtsoError) as info:
+        check_paths(load_config(path))
+    assert str(info.value) == (
+        f"{path}: data.test.root: '../gone' resolves to {tmp_path.resolve() / 'gone'} (relative to the config "
+        f"file's folder, {path.parent.resolve()}), which does not exist; fix it or write an absolute path"
+    )
+    with pytest.raises(AtsoError, match=r"^--set data.train.root=nope: data.train.root: 'nope' resolves to .*nope "
+                                        r"\(relative to the current folder"):
+        check_paths(load_config(path, ["data.train.root=nope"]))
+    check_paths(load_config(path, ["data.test.root=configs/camvid"]))
+
+
+@pytest.mark.parametrize("value, hint", [("72,96", "data.input_size=[72,96]"), ("[72]", "data.input_size=[96,128]")])
+def test_a_bad_pair_in_set_says_how_to_write_it(tmp_path, value, hint):
+    path = _write_config(tmp_path, MINIMAL)
+    with pytest.raises(AtsoError) as info:
+        load_config(path, [f"data.input_size={value}"])
+    message = str(info.value)
+    assert message.startswith(f"--set data.input_size={value}: 'data.input_size': ") and message.endswith(hint), message
 
 
 def test_absolute_paths_and_builtin_description_are_kept(tmp_path):
@@ -120,7 +155,7 @@ def test_unknown_key_names_the_full_key_and_lists_allowed_keys(tmp_path):
     with pytest.raises(AtsoError) as info:
         load_config(path, ["train.bogus=1"])
     message = str(info.value)
-    assert str(path) in message
+    assert message.startswith("--set train.bogus=1: ") and str(path) not in message  # the option, not the file
     assert "'train.bogus'" in message
     assert "iterations" in message and "batch_size" in message and "checkpoint_every" in message
 
@@ -149,7 +184,7 @@ def test_wrong_type_names_the_key(tmp_path):
     with pytest.raises(AtsoError) as info:
         load_config(path, ["train.iterations=abc"])
     assert "'train.iterations'" in str(info.value)
-    assert str(path) in str(info.value)
+    assert str(info.value).startswith("--set train.iterations=abc: ")
 
 
 def test_out_of_range_value_names_the_key():

@@ -6,19 +6,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 from atso.checkpoints import load_model
-from atso.config import Config
+from atso.config import Config, check_paths
 from atso.data.description import DatasetDescription
 from atso.data.samples import Sample
 from atso.errors import AtsoError
 from atso.modalities import for_model
 from atso.reporting.tables import diagnostics_table, generation_table
 from atso.running.context import RunContext
+from atso.running.m0_source import adopt_m0, check_m0_source
 from atso.running.run_dir import RunDirectory
 from atso.running.runner import records as finished_records
 from atso.running.runner import run_plan
 from atso.runtime import distributed
 from atso.runtime.devices import resolve_device
-from atso.strategies.plan import Plan, make_plan
+from atso.strategies.plan import M0, Plan, make_plan
 
 __all__ = ["build_report", "evaluate_checkpoint", "make_plan", "predict_folder", "preflight", "run", "run_job"]
 
@@ -29,6 +30,7 @@ def preflight(context: RunContext) -> None:
     The network is built once, so an unknown model, option or value fails here too; what each
     modality reads is :meth:`atso.modalities.base.Modality.preflight`.
     """
+    check_paths(context.config)  # a missing folder is named as written, before any listing
     context.modality.preflight(context.split, context.labels.mask_description)
 
 
@@ -49,11 +51,17 @@ def run(
     force: bool = False,
     log: Callable[[str], None] = print,
     report: bool = True,
+    m0_only: bool = False,
+    m0: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a strategy, or a comparison of all four, in ``out``; return the results.
 
     With ``report``, ``out/report/`` is written at the end; a report that fails to draw is logged, never
     fatal: the run's results stand, and ``atso report`` rebuilds it.
+
+    Args:
+        m0_only: train and score M0 alone (``atso train``): no pseudo-labels, no report.
+        m0: a run directory whose finished M0 this run starts from instead of training its own.
 
     Under torchrun (``torchrun --nproc_per_node N -m atso run ...``) every process calls this; they
     train and label together, and rank 0 alone checks the data, writes files, logs and reports.
@@ -61,7 +69,7 @@ def run(
     Raises:
         AtsoError: bad data or config, or ``out`` holds a run made with another config.
     """
-    plan = make_plan(config, compare)
+    plan = make_plan(config, compare, m0_only)
     run_dir = RunDirectory(out)
     with distributed.session(config.runtime.device):
         main = distributed.is_main()
@@ -71,13 +79,17 @@ def run(
         context = _context(config, run_dir, plan, log)
         if main:
             preflight(context)  # bad data fails before the run directory is touched
-            run_dir.prepare(config, compare=compare, force=force)
+            source = check_m0_source(m0, config, context.split.labeled) if m0 is not None else None
+            run_dir.prepare(config, compare=compare, force=force, m0_only=m0_only)
+            if source is not None:
+                copied = adopt_m0(source, run_dir)
+                log(f"M0: {'copied from ' + str(source.model_path(M0)) if copied else 'already finished here'}; not trained again")
         distributed.barrier()
         run_plan(context, run_job)
     records = finished_records(run_dir, plan)
     strategies = list(plan.strategies)
     report_path = None
-    if report and main:
+    if report and main and not m0_only:
         try:
             report_path = str(build_report(run_dir.path, log=log))
         except Exception as exc:  # drawing is a by-product: never lose a finished run to it
@@ -135,7 +147,7 @@ def run_job(
         config.runtime.device = device
     if quiet or not distributed.is_main():
         config.runtime.quiet = True
-    plan = make_plan(config, compare=directory.is_compare())
+    plan = make_plan(config, **directory.plan_options())
     try:
         plan.job(job_id)
     except KeyError:
@@ -153,6 +165,7 @@ def evaluate_checkpoint(
     input_size: tuple[int, int] | None = None,
     batch_size: int = 8,
     device: str = "auto",
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """Score a model file on samples with masks (images: mIoU, volumes: foreground DSC).
 
@@ -170,7 +183,7 @@ def evaluate_checkpoint(
             f"{description.num_classes}; pass the description the model was trained with"
         )
     modality = for_model(info, description)
-    predictor = modality.file_predictor({"model": model}, info, torch_device, batch_size, input_size)
+    predictor = modality.file_predictor({"model": model}, info, torch_device, batch_size, input_size, quiet)
     scores = modality.scores(description.classes, description.ignore_index)
     for sample, predictions in predictor.predict(samples, {"model": ["model"]}):
         labels = predictions["model"].labels
@@ -182,16 +195,25 @@ def predict_folder(
     checkpoint: str | Path,
     samples: list[Sample],
     output: str | Path,
-    overlays: bool = False,
+    overlays: str | Path | None = None,
     batch_size: int = 8,
     device: str = "auto",
-) -> list[Path]:
-    """Write one label file per sample: a class-index PNG with a palette at the image's size, or a NIfTI volume."""
+    quiet: bool = False,
+) -> list[tuple[Path, Path | None]]:
+    """Write one label file per sample (a class-index PNG with a palette at the image's size, or a NIfTI volume).
+
+    Args:
+        overlays: a folder for coloured overlays (images only), kept apart so ``output`` holds label maps alone.
+
+    Returns:
+        each sample's label file and its overlay (None where none was drawn).
+    """
     torch_device = resolve_device(device)
     model, info = load_model(checkpoint, torch_device)
     modality = for_model(info)
-    predictor = modality.file_predictor({"model": model}, info, torch_device, batch_size)
+    predictor = modality.file_predictor({"model": model}, info, torch_device, batch_size, None, quiet)
+    overlay_dir = Path(overlays) if overlays is not None else None
     return [
-        modality.write_prediction(Path(output), sample, predictions["model"], overlays)
+        modality.write_prediction(Path(output), sample, predictions["model"], overlay_dir)
         for sample, predictions in predictor.predict(samples, {"model": ["model"]})
     ]

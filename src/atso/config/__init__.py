@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from atso.config.base import Float, Int, _Section
 from atso.config.data import MAX_INPUT_SIDE, VIEWS, DataConfig, SourceConfig, VolumeConfig, check_input_size
+from atso.config.paths import MUST_EXIST, WrittenPath, missing_path_message, path_fields, resolve_paths
 from atso.config.runtime import RuntimeConfig, check_device, is_device_name
 from atso.config.training import (
     EvaluationConfig,
@@ -29,7 +30,7 @@ from atso.errors import AtsoError
 __all__ = [
     "MAX_INPUT_SIDE", "VIEWS", "Config", "DataConfig", "EvaluationConfig", "Float", "Int", "ModelConfig",
     "RuntimeConfig", "SourceConfig", "StrongAugmentationConfig", "TeacherStudentConfig", "TrainConfig",
-    "VolumeConfig", "apply_overrides", "check_device", "check_input_size", "config_from_dict", "dump_config",
+    "VolumeConfig", "apply_overrides", "check_device", "check_paths", "check_input_size", "config_from_dict", "dump_config",
     "is_device_name", "load_config", "parse_override", "read_text_file", "read_yaml",
 ]
 
@@ -43,6 +44,14 @@ class Config(_Section):
     teacher_student: TeacherStudentConfig = Field(default_factory=TeacherStudentConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    # How each path was written (file or --set, before resolving), for "not found" lines.
+    _written_paths: dict[str, WrittenPath] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal settings; how a path was written (kept for error messages) does not count."""
+        if not isinstance(other, Config):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML-safe dict of the resolved config."""
@@ -55,7 +64,7 @@ class Config(_Section):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _describe_error(exc: ValidationError, source: str) -> AtsoError:
+def _describe_error(exc: ValidationError, source: str, options: list[tuple[list[str], str]] = ()) -> AtsoError:
     errors = exc.errors()
     first = errors[0]
     # A field that takes one of several shapes (``data.test``: a source or a list) tags its errors
@@ -67,17 +76,50 @@ def _describe_error(exc: ValidationError, source: str) -> AtsoError:
     loc = tuple(part for part in first["loc"] if not _is_shape_tag(part))
     first = {**first, "loc": loc}
     key = ".".join(str(part) for part in loc)
+    source = _source_of(loc, source, options)
     if first["type"] == "extra_forbidden":
         parent = _section_for(first["loc"][:-1])
         allowed = ", ".join(parent.model_fields) if parent is not None else "see the docs"
         return AtsoError(f"{source}: unknown key '{key}'; allowed keys here: {allowed}")
+    if first["type"] == "missing" and loc and isinstance(loc[-1], int):  # [72] for a pair
+        pair = ".".join(str(part) for part in loc[:-1])
+        return AtsoError(f"{source}: '{pair}': too few values" + _pair_hint(first, loc))
     if first["type"] == "missing":
         return AtsoError(f"{source}: missing key '{key}'")
     message = first["msg"].replace("Value error, ", "")
     if first["type"] == "finite_number":
         message += f", not {first['input']}; .inf and .nan are not settings"
+    if first["type"] in ("tuple_type", "too_short", "too_long"):
+        message += _pair_hint(first, loc)
     where = f"'{key}'" if key else "config"
     return AtsoError(f"{source}: {where}: {message}")
+
+
+def _source_of(loc: tuple, source: str, options: list[tuple[list[str], str]]) -> str:
+    """The ``--set`` option that wrote the bad key (or the section above it), else the config file."""
+    parts = [str(part) for part in loc]
+    for path, text in reversed(list(options)):
+        if parts[: len(path)] == path or path[: len(parts)] == parts:
+            return f"--set {text}"
+    return source
+
+
+def _pair_hint(error: dict[str, Any], loc: tuple) -> str:
+    """How to write a pair such as ``input_size``: a YAML list, ``[72,96]`` (``72,96`` is one string)."""
+    if loc and isinstance(loc[-1], int):  # 'data.input_size.1' missing: the pair itself is short
+        loc = loc[:-1]
+    section = _section_for(loc[:-1]) if loc else None
+    field = section.model_fields.get(str(loc[-1])) if section is not None and loc else None
+    if field is None or "tuple" not in str(field.annotation):
+        return ""
+    given = error.get("input")
+    if isinstance(given, str) and given.replace(",", "").replace(".", "").replace(" ", "").isdigit():
+        example = "[" + ",".join(part.strip() for part in given.split(",")) + "]"
+    elif isinstance(field.default, tuple):
+        example = "[" + ",".join(str(v) for v in field.default) + "]"
+    else:
+        example = "[72,96]"
+    return f"; write two numbers as a list, e.g. {'.'.join(str(p) for p in loc)}={example}"
 
 
 def _is_shape_tag(part: Any) -> bool:
@@ -206,48 +248,42 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:
-    """Make relative paths in the data section relative to the config file, as users expect."""
-    section = data.get("data")
-    if not isinstance(section, dict):
-        return
+def config_from_dict(
+    data: dict[str, Any], source: str = "config", base_dir: Path | None = None, overrides: list[str] | None = None
+) -> Config:
+    """Validate a raw mapping into a :class:`Config`; relative paths resolve against ``base_dir``.
 
-    def fix(mapping: Any, keys: tuple[str, ...]) -> None:
-        if not isinstance(mapping, dict):
-            return
-        for key in keys:
-            value = mapping.get(key)
-            if isinstance(value, str) and value and not Path(value).is_absolute():
-                mapping[key] = str((base_dir / value).resolve())
-
-    source_keys = ("root", "images", "masks", "list")
-    test = section.get("test")
-    tests = test if isinstance(test, list) else [test]
-    sources = [section.get("train"), *tests, *(section.get("unlabeled") or [])]
-    for source in sources:
-        fix(source, source_keys)
-        if isinstance(source, dict) and str(source.get("description", "")).endswith((".yaml", ".yml")):
-            fix(source, ("description",))
-    fix(section, ("labeled_list",))
-    description = section.get("description")
-    if isinstance(description, str) and description.endswith((".yaml", ".yml")):
-        fix(section, ("description",))
-    model = data.get("model")
-    if isinstance(model, dict) and isinstance(model.get("options"), dict):
-        fix(model["options"], ("pretrained_backbone",))
-    fix(model, ("pretrained",))
-
-
-def config_from_dict(data: dict[str, Any], source: str = "config", base_dir: Path | None = None) -> Config:
-    """Validate a raw mapping into a :class:`Config`; relative paths resolve against ``base_dir``."""
+    Args:
+        overrides: the ``--set`` options already applied to ``data``: their paths resolve against the
+            current folder, and an error in a key they set names the option, not ``source``.
+    """
     if not isinstance(data, dict):
         raise AtsoError(f"{source}: expected a mapping of sections (data, model, train, ...)")
     data = json.loads(json.dumps(data, default=str))
-    _resolve_paths(data, base_dir or Path.cwd())
+    options = [(parse_override(text)[0], text) for text in overrides or []]
+    written = resolve_paths(data, base_dir or Path.cwd(), source, options)
     try:
-        return Config(**data)
+        config = Config(**data)
     except ValidationError as exc:
-        raise _describe_error(exc, source) from exc
+        raise _describe_error(exc, source, options) from exc
+    config._written_paths = written
+    return config
+
+
+def check_paths(config: Config) -> None:
+    """Refuse a config whose data folders, list files or pretrained model do not exist, before any work.
+
+    Raises:
+        AtsoError: one line with the path as written, where it was written and what it resolved to.
+    """
+    values = config.to_dict()
+    for where, mapping, key in path_fields(values):
+        resolved = mapping.get(key)
+        if key not in MUST_EXIST or not isinstance(resolved, str) or Path(resolved).exists():
+            continue
+        dotted = ".".join(where)
+        entry = config._written_paths.get(dotted) or WrittenPath(dotted, resolved, "config", Path.cwd(), False)
+        raise AtsoError(missing_path_message(entry, resolved))
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
@@ -263,7 +299,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     if not isinstance(data, dict):
         raise AtsoError(f"{path}: expected a mapping of sections (data, model, train, ...)")
     data = apply_overrides(data, overrides or [])
-    return config_from_dict(data, source=str(path), base_dir=path.parent.resolve())
+    return config_from_dict(data, source=str(path), base_dir=path.parent.resolve(), overrides=overrides)
 
 
 def dump_config(config: Config) -> str:

@@ -136,6 +136,8 @@ class Modality:
         """The super-classes scores are also reported at (none where super-classes are not supported)."""
         return list(self.description.superclasses or {}) if self.supports_superclasses else []
 
-    def write_prediction(self, output: Path, sample: Sample, prediction: Prediction, overlays: bool) -> Path:
-        """Write one prediction as a label file under ``output``; return its path."""
+    def write_prediction(
+        self, output: Path, sample: Sample, prediction: Prediction, overlays: Path | None
+    ) -> tuple[Path, Path | None]:
+        """Write one prediction as a label file under ``output`` (and an overlay under ``overlays``); return both paths."""
         raise NotImplementedError

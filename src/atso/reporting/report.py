@@ -67,7 +67,7 @@ def write_report(
 
 
 def _plan(config: Config, directory: RunDirectory) -> Plan:
-    return make_plan(config, compare=directory.is_compare())
+    return make_plan(config, **directory.plan_options())
 
 
 def _records(directory: RunDirectory, plan: Plan) -> list[dict[str, Any]]:

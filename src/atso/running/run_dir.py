@@ -71,7 +71,7 @@ class RunDirectory:
     def metrics_file(self, job_id: str) -> Path:
         return self.job_dir(job_id) / "metrics.json"
 
-    def prepare(self, config: Config, compare: bool = False, force: bool = False) -> None:
+    def prepare(self, config: Config, compare: bool = False, force: bool = False, m0_only: bool = False) -> None:
         """Create the folder and save the config; refuse a different config unless ``force``.
 
         Temporary files that killed writes left behind are removed here. (An ``atso job`` worker still
@@ -85,7 +85,7 @@ class RunDirectory:
         if self.config_path.is_file():
             saved = self.load_config()
             if saved.fingerprint() != config.fingerprint() and not force:
-                changed = _changed_keys(saved.to_dict(), config.to_dict())
+                changed = changed_keys(saved.to_dict(), config.to_dict())
                 raise AtsoError(
                     f"{self.config_path}: this run directory was made with a different config "
                     f"(changed: {', '.join(changed[:5])}); use a new --out, or --force to continue with the new one"
@@ -96,6 +96,8 @@ class RunDirectory:
         with self.manifest() as manifest:
             manifest["fingerprint"] = config.fingerprint()
             manifest["compare"] = compare or bool(manifest.get("compare"))
+            # ``atso train`` (M0 alone) until a run of a strategy continues in the same folder.
+            manifest["m0_only"] = m0_only and bool(manifest.get("m0_only", True))
 
     def check_owned(self) -> None:
         """Refuse a folder that is not atso's: atso writes, and deletes its temporary files, only in its own.
@@ -211,7 +213,12 @@ class RunDirectory:
 
     def is_compare(self) -> bool:
         """Whether this run directory holds a comparison of all strategies."""
-        return self.manifest_path.is_file() and bool(read_json(self.manifest_path).get("compare"))
+        return self.plan_options()["compare"]
+
+    def plan_options(self) -> dict[str, bool]:
+        """How ``make_plan`` rebuilds this directory's plan: ``compare`` (all strategies) and ``m0_only`` (``atso train``)."""
+        manifest = read_json(self.manifest_path) if self.manifest_path.is_file() else {}
+        return {"compare": bool(manifest.get("compare")), "m0_only": bool(manifest.get("m0_only"))}
 
     def finished_jobs(self) -> dict[str, Any]:
         """Finished jobs as recorded in the manifest."""
@@ -236,12 +243,13 @@ class RunDirectory:
         atomic_write_text(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
-def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ (``runtime`` never counts: it does not change results)."""
     keys = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            keys += _changed_keys(a, b, f"{prefix}{key}.")
+            keys += changed_keys(a, b, f"{prefix}{key}.")
         elif a != b and not (prefix == "" and key == "runtime"):
             keys.append(f"{prefix}{key}")
     return keys

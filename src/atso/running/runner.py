@@ -87,9 +87,17 @@ def records(run_dir: RunDirectory, plan: Plan) -> list[dict[str, Any]]:
 
 
 def _summary_suffix(outputs: dict[str, Any]) -> str:
+    """A job line's numbers, each with its unit: scores in % (the files keep fractions of 1), loss as is."""
     parts = []
-    for key in ("final_loss", "images_per_second", "test_miou", "reference_miou", "test_dice", "reference_dice"):
+    final_loss = outputs.get("final_loss")
+    if isinstance(final_loss, float):
+        parts.append(f"final loss {final_loss:.4g}")
+    speed = outputs.get("images_per_second")
+    if isinstance(speed, float):
+        parts.append(f"{speed:.4g} images/s")
+    for key, name in (("test_miou", "test mIoU"), ("reference_miou", "@R mIoU"), ("test_dice", "test DSC"),
+                      ("reference_dice", "@R DSC")):
         value = outputs.get(key)
         if isinstance(value, float):
-            parts.append(f"{key}={value:.4g}")
+            parts.append(f"{name} {100 * value:.2f} %")
     return (": " + ", ".join(parts)) if parts else ""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 M0 = "g0/m0"
 G0_LABELS = "g0/labels"
 G0_EVAL = "g0/eval"
+M0_TEST = "g0/test"  # ``atso train``: M0 scored on the test set alone (no @R, so not ``g0/eval``)
 
 
 @dataclass(frozen=True)
@@ -236,9 +237,17 @@ def build_compare_plan(
     return Plan(tuple(names), generations, folds, tuple(jobs))
 
 
-def make_plan(config: Config, compare: bool = False) -> Plan:
-    """The plan a config asks for (one strategy, or the comparison of ``teacher_student.compare_strategies``)."""
+def build_m0_plan(folds: int = 2) -> Plan:
+    """``atso train``: M0 trained and scored on the test set; R is not pseudo-labeled (that is the first generation's work)."""
+    jobs = (TrainJob(M0, "shared", 0, init=None), EvaluateJob(M0_TEST, "shared", 0, models=(M0,), labeling=None))
+    return Plan(("supervised",), 0, folds, jobs)
+
+
+def make_plan(config: Config, compare: bool = False, m0_only: bool = False) -> Plan:
+    """The plan a config asks for: one strategy, the comparison of ``teacher_student.compare_strategies``, or M0 alone."""
     ts = config.teacher_student
+    if m0_only:
+        return build_m0_plan(ts.folds)
     if compare:
         return build_compare_plan(
             ts.generations, ts.folds, ts.final_labels,
