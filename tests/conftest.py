@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
-import yaml
-from PIL import Image
+# Tiny tensors gain nothing from threads, and spinning threads stall on a busy 2-core machine. Set
+# before PyTorch loads, so runtime.threads: auto gives 1 here and in every process a test starts.
+os.environ["OMP_NUM_THREADS"] = "1"
 
-# Tiny tensors gain nothing from threads, and spinning threads stall on a busy 2-core machine.
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from PIL import Image  # noqa: E402
+
 torch.set_num_threads(1)
 
 CLASSES = ["background", "square", "bar"]

@@ -55,6 +55,24 @@ def test_atso_run_writes_every_output(tiny_dataset, tmp_path):
     assert "G1" in result["table"] and "final" in result["table"]
 
 
+def test_threads_are_applied_once_and_recorded_beside_each_wall_time(tiny_dataset, tmp_path):
+    before = torch.get_num_threads()
+    lines: list[str] = []
+    try:
+        api.run(config_from_dict(tiny_config(tiny_dataset, runtime={"threads": 2})), tmp_path / "two", log=lines.append,
+                report=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert lines[0].startswith("threads: 2 intra-op threads (runtime.threads")
+    assert {entry["threads"] for entry in RunDirectory(tmp_path / "two").finished_jobs().values()} == {2}
+    lines.clear()
+    run_atso_logged = api.run(config_from_dict(tiny_config(tiny_dataset)), tmp_path / "auto", log=lines.append, report=False)
+    assert run_atso_logged["records"]
+    assert lines[0].startswith("threads: 1 intra-op thread (OMP_NUM_THREADS=1")  # auto respects the environment
+    assert {entry["threads"] for entry in RunDirectory(tmp_path / "auto").finished_jobs().values()} == {1}
+
+
 def test_a_second_run_skips_finished_jobs(tiny_dataset, tmp_path):
     out = tmp_path / "run"
     config = tiny_config(tiny_dataset)
