@@ -209,3 +209,20 @@ def run_until_killed(config, out: Path, point: str, report: bool = False, compar
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"{point}: the run was never killed there"
+
+
+def record_fsyncs(monkeypatch) -> list[Path]:
+    """Record the path of every ``os.fsync`` from here on (files and folders), in order; Linux (/proc)."""
+    import os
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc/self/fd to name what is fsynced")
+    calls: list[Path] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls

@@ -22,7 +22,7 @@ from atso.errors import AtsoError
 from atso.running.run_dir import RunDirectory
 from atso.storage import read_json
 
-from conftest import tiny_config
+from conftest import record_fsyncs, tiny_config
 
 
 def run_atso(config: dict, out: Path, compare: bool = False) -> dict:
@@ -71,6 +71,22 @@ def test_threads_are_applied_once_and_recorded_beside_each_wall_time(tiny_datase
     assert run_atso_logged["records"]
     assert lines[0].startswith("threads: 1 intra-op thread (OMP_NUM_THREADS=1")  # auto respects the environment
     assert {entry["threads"] for entry in RunDirectory(tmp_path / "auto").finished_jobs().values()} == {1}
+
+
+def test_a_job_is_recorded_finished_only_after_its_files_are_flushed(tiny_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_dir = RunDirectory(out)
+    run_dir.prepare(config_from_dict(tiny_config(tiny_dataset)))
+    api.run_job(out, "g0/m0", log=lambda line: None)
+    events: list = record_fsyncs(monkeypatch)
+    real = RunDirectory.mark_finished
+    monkeypatch.setattr(RunDirectory, "mark_finished", lambda self, job_id, *a, **k: (events.append(job_id), real(self, job_id, *a, **k)))
+    api.run_job(out, "g0/labels", log=lambda line: None)
+
+    files = [path.resolve() for path in run_dir.labels_dir("g0/labels").glob("*.png")]
+    assert files
+    recorded = events.index("g0/labels")
+    assert all(path in events[:recorded] for path in files)  # each flushed before the manifest entry
 
 
 def test_a_second_run_skips_finished_jobs(tiny_dataset, tmp_path):
