@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,9 @@ from atso.config import config_from_dict
 from atso.data.splits import choose_labeled
 from atso.data.samples import list_samples
 from atso.errors import AtsoError
+from atso.running.context import RunContext
 from atso.running.run_dir import RunDirectory
-from atso.storage import read_json
+from atso.storage import atomic_write_json, read_json
 
 from conftest import record_fsyncs, tiny_config
 
@@ -81,12 +83,44 @@ def test_a_job_is_recorded_finished_only_after_its_files_are_flushed(tiny_datase
     events: list = record_fsyncs(monkeypatch)
     real = RunDirectory.mark_finished
     monkeypatch.setattr(RunDirectory, "mark_finished", lambda self, job_id, *a, **k: (events.append(job_id), real(self, job_id, *a, **k)))
-    api.run_job(out, "g0/labels", log=lambda line: None)
+    for job_id in ("g0/labels", "g0/eval"):
+        api.run_job(out, job_id, log=lambda line: None)
 
-    files = [path.resolve() for path in run_dir.labels_dir("g0/labels").glob("*.png")]
-    assert files
-    recorded = events.index("g0/labels")
-    assert all(path in events[:recorded] for path in files)  # each flushed before the manifest entry
+    m0_test_labels = run_dir.job_dir("g0/m0") / "test_labels"
+    for job_id, files in (("g0/labels", run_dir.labels_dir("g0/labels").glob("*.png")), ("g0/eval", m0_test_labels.glob("*.png"))):
+        files = [path.resolve() for path in files]
+        assert files
+        recorded = events.index(job_id)
+        assert all(path in events[:recorded] for path in files), job_id  # each flushed before the manifest entry
+    # complete.json, written last (fsynced as its temporary file, before the rename), before the manifest entry
+    assert any(isinstance(e, Path) and e.name.startswith(".complete.json.") for e in events[: events.index("g0/eval")])
+
+
+def test_m0_is_predicted_on_the_test_set_once_per_run(tiny_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_atso(tiny_config(tiny_dataset), out)
+    run_dir = RunDirectory(out)
+    folder = run_dir.job_dir("g0/m0") / "test_labels"
+    test_ids = [Path(line.split()[0]).stem for line in (out / "splits" / "test.txt").read_text().splitlines()]
+    assert sorted(path.name for path in folder.glob("*.png")) == sorted(f"{sample}.png" for sample in test_ids)
+    recorded = read_json(run_dir.metrics_file("atso/g1/eval"))  # its agreement with M0 read from the files
+    loaded: list[str] = []
+    real = RunContext.load_models
+    monkeypatch.setattr(RunContext, "load_models", lambda self, job_ids: (loaded.extend(job_ids), real(self, job_ids))[1])
+
+    def evaluate_again() -> dict:
+        loaded.clear()
+        with run_dir.manifest() as manifest:
+            del manifest["jobs"]["atso/g1/eval"]
+        api.run_job(out, "atso/g1/eval", log=lambda line: None)
+        return read_json(run_dir.metrics_file("atso/g1/eval"))
+
+    assert evaluate_again() == recorded and "g0/m0" not in loaded  # read back, not predicted
+    shutil.rmtree(folder)
+    assert evaluate_again() == recorded and "g0/m0" in loaded  # predicted again: the very same numbers
+    assert (folder / "complete.json").is_file()  # and kept for the next evaluation
+    atomic_write_json(folder / "complete.json", {**read_json(folder / "complete.json"), "fingerprint": "another config"})
+    assert evaluate_again() == recorded and "g0/m0" in loaded  # made under another config: not trusted
 
 
 def test_a_second_run_skips_finished_jobs(tiny_dataset, tmp_path):

@@ -156,6 +156,10 @@ def test_labeling_killed_after_some_files_resumes_to_the_same_label_files(baseli
     ]
     for path in expected:
         assert (out / path.relative_to(reference)).read_bytes() == path.read_bytes(), path
+    test_labels = sorted((reference / "jobs/g0/m0/test_labels").iterdir())
+    assert [(p.name, p.read_bytes()) for p in test_labels] == [
+        (p.name, p.read_bytes()) for p in sorted((out / "jobs/g0/m0/test_labels").iterdir())
+    ]
     assert metrics_lines(out) == metrics_lines(reference)
 
 

@@ -136,6 +136,11 @@ class Modality:
         """The super-classes scores are also reported at (none where super-classes are not supported)."""
         return list(self.description.superclasses or {}) if self.supports_superclasses else []
 
-    def write_prediction(self, output: Path, sample: Sample, prediction: Prediction, overlays: bool) -> Path:
-        """Write one prediction as a label file under ``output``; return its path."""
+    def write_prediction(
+        self, output: Path, sample: Sample, prediction: Prediction, overlays: bool, fsync: bool = True
+    ) -> Path:
+        """Write one prediction as ``output/<id><label_suffix>`` (read back by :meth:`read_labels`); return its path.
+
+        With ``fsync=False`` the caller flushes it before recording it (:func:`atso.storage.fsync_files`).
+        """
         raise NotImplementedError

@@ -108,9 +108,11 @@ class Images(Modality):
     def read_labels(self, path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray:
         return read_label_map(path, self.description.num_classes, self.description.ignore_index)
 
-    def write_prediction(self, output: Path, sample: Sample, prediction: Prediction, overlays: bool) -> Path:
+    def write_prediction(
+        self, output: Path, sample: Sample, prediction: Prediction, overlays: bool, fsync: bool = True
+    ) -> Path:
         palette, ignore = self.description.color_palette(), self.description.ignore_index
-        written = write_label_png(output / f"{sample.id}.png", prediction.labels, palette, ignore)
+        written = write_label_png(output / f"{sample.id}.png", prediction.labels, palette, ignore, fsync=fsync)
         if overlays:
             blended = overlay(read_image(sample.image), prediction.labels, palette, ignore_index=ignore)
             write_rgb_png(output / f"{sample.id}_overlay.png", blended)

@@ -126,5 +126,7 @@ class Volumes(Modality):
     def read_labels(self, path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray:
         return read_pseudo_label_volume(path, self.description.num_classes, self.description.ignore_index, shape)
 
-    def write_prediction(self, output: Path, sample: Sample, prediction: Prediction, overlays: bool) -> Path:
-        return write_volume(output / f"{sample.id}.nii.gz", prediction.labels, like=prediction.grid)
+    def write_prediction(
+        self, output: Path, sample: Sample, prediction: Prediction, overlays: bool, fsync: bool = True
+    ) -> Path:
+        return write_volume(output / f"{sample.id}.nii.gz", prediction.labels, like=prediction.grid, fsync=fsync)

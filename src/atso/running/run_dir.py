@@ -9,6 +9,8 @@ Layout::
       splits/               labeled.txt, reference_fold_K.txt, test.txt ('image [mask]' lines)
       jobs/<job id>/        model.pt (+ state.pt while training), labels/*.png, metrics.json,
                             .lock (held by the process running the job)
+      jobs/g0/m0/test_labels/  M0's predictions of the test set, written by the first evaluation that
+                            predicts M0 and read by the later ones (complete.json written last)
       metrics.jsonl         one line per evaluation job, in plan order
       report/               index.html (self-contained) and summary.md + its images ('atso report')
       tensorboard/          event files when runtime.tensorboard is on: <job id>/ per training job, eval/<strategy>/
