@@ -261,6 +261,8 @@ def test_fingerprint_ignores_runtime_but_not_results():
     assert base.fingerprint() == config_from_dict(_minimal()).fingerprint()
     runtime = config_from_dict(_minimal(runtime={"device": "cpu", "num_workers": 4, "quiet": True, "amp": False}))
     assert runtime.fingerprint() == base.fingerprint()
+    threads = config_from_dict(_minimal(runtime={"threads": 3, "compile": True}))
+    assert threads.fingerprint() == base.fingerprint()
     lr = config_from_dict(_minimal(train={"lr": 0.02}))
     assert lr.fingerprint() != base.fingerprint()
     assert len(base.fingerprint()) == 16

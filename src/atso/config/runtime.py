@@ -19,6 +19,11 @@ class RuntimeConfig(_Section):
         default="bfloat16", description="autocast type on CUDA; float16 adds a gradient scaler"
     )
     channels_last: bool = Field(default=False, description="NHWC memory format for the model and its inputs (GPUs)")
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the networks for training and inference (the first batches wait for compiling; "
+        "the CPU needs a C++ compiler)",
+    )
     cudnn_benchmark: bool = Field(default=False, description="let cuDNN time convolution algorithms (fixed input sizes)")
     num_workers: Int = Field(default=0, ge=0, description="data-loader processes per training or inference job")
     prefetch_factor: Int = Field(default=2, ge=1, description="batches each data-loader process loads ahead")

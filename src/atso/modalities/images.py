@@ -90,7 +90,7 @@ class Images(Modality):
         return Predictor(
             models, config.data.input_size, device, batch_size=config.evaluation.batch_size, flip=flip,
             num_workers=runtime.num_workers, amp=runtime.amp, quiet=runtime.quiet, amp_dtype=runtime.amp_dtype,
-            channels_last=runtime.channels_last,
+            channels_last=runtime.channels_last, compile=runtime.compile,
         )
 
     def file_predictor(

@@ -107,6 +107,7 @@ class Volumes(Modality):
         return VolumePredictor(
             models, config.data.volume, config.data.input_size, device,  # type: ignore[arg-type]
             batch_size=config.evaluation.batch_size, flip=flip, amp=runtime.amp, amp_dtype=runtime.amp_dtype, quiet=runtime.quiet,
+            compile=runtime.compile,
         )
 
     def file_predictor(
