@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
-import yaml
-from PIL import Image
+# Tiny tensors gain nothing from threads, and spinning threads stall on a busy 2-core machine. Set
+# before PyTorch loads, so runtime.threads: auto gives 1 here and in every process a test starts.
+os.environ["OMP_NUM_THREADS"] = "1"
 
-# Tiny tensors gain nothing from threads, and spinning threads stall on a busy 2-core machine.
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from PIL import Image  # noqa: E402
+
 torch.set_num_threads(1)
 
 CLASSES = ["background", "square", "bar"]
@@ -205,3 +209,20 @@ def run_until_killed(config, out: Path, point: str, report: bool = False, compar
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, f"{point}: the run was never killed there"
+
+
+def record_fsyncs(monkeypatch) -> list[Path]:
+    """Record the path of every ``os.fsync`` from here on (files and folders), in order; Linux (/proc)."""
+    import os
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc/self/fd to name what is fsynced")
+    calls: list[Path] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        calls.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls

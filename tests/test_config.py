@@ -192,6 +192,19 @@ def test_out_of_range_value_names_the_key():
         config_from_dict(_minimal(train={"lr": 0}))
 
 
+@pytest.mark.parametrize("threads", [0, -1, "two", True, 1.5])
+def test_bad_thread_count_is_one_line_naming_the_key(threads):
+    with pytest.raises(AtsoError) as info:
+        config_from_dict(_minimal(runtime={"threads": threads}))
+    message = str(info.value)
+    assert "'runtime.threads'" in message and "give auto or a whole number" in message and "\n" not in message
+
+
+def test_thread_count_is_auto_or_a_number():
+    assert config_from_dict(_minimal()).runtime.threads == "auto"
+    assert config_from_dict(_minimal(runtime={"threads": 2})).runtime.threads == 2
+
+
 def test_bad_literal_lists_allowed_values(tmp_path):
     path = _write_config(tmp_path, MINIMAL)
     with pytest.raises(AtsoError) as info:
@@ -283,6 +296,8 @@ def test_fingerprint_ignores_runtime_but_not_results():
     assert base.fingerprint() == config_from_dict(_minimal()).fingerprint()
     runtime = config_from_dict(_minimal(runtime={"device": "cpu", "num_workers": 4, "quiet": True, "amp": False}))
     assert runtime.fingerprint() == base.fingerprint()
+    threads = config_from_dict(_minimal(runtime={"threads": 3, "compile": True}))
+    assert threads.fingerprint() == base.fingerprint()
     lr = config_from_dict(_minimal(train={"lr": 0.02}))
     assert lr.fingerprint() != base.fingerprint()
     assert len(base.fingerprint()) == 16

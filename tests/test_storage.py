@@ -12,8 +12,11 @@ from atso.storage import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    fsync_files,
     read_json,
 )
+
+from conftest import record_fsyncs
 
 
 def _leftovers(folder):
@@ -154,3 +157,20 @@ def test_a_folder_that_cannot_be_made_is_an_atso_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(AtsoError, match="file/sub: cannot create this folder"):
         make_folder(tmp_path / "file" / "sub")
+
+
+def test_files_written_without_fsync_are_flushed_in_one_pass(tmp_path, monkeypatch):
+    fsynced = record_fsyncs(monkeypatch)
+    folders = [tmp_path / "a", tmp_path / "b"]
+    files = [atomic_write_bytes(folder / f"{index}.bin", b"x", fsync=False) for folder in folders for index in range(3)]
+    assert fsynced == []  # nothing flushed while writing
+    assert fsync_files(files) == 6
+    resolved = [path.resolve() for path in files]
+    assert sorted(fsynced[:6]) == sorted(resolved)  # each file once, all before their folders
+    assert sorted(fsynced[6:]) == sorted(folder.resolve() for folder in folders)
+    assert fsync_files([]) == 0
+
+
+def test_a_file_that_cannot_be_flushed_is_an_atso_error(tmp_path):
+    with pytest.raises(AtsoError, match="missing.png: cannot flush this file"):
+        fsync_files([tmp_path / "missing.png"])

@@ -10,6 +10,7 @@ from atso.data.images import read_label_map
 from atso.inference.labeler import class_balanced_thresholds, label_samples
 from atso.inference.predictor import Prediction, Predictor
 
+from conftest import record_fsyncs
 from test_predictor import ConstantModel, make_samples
 
 
@@ -39,6 +40,30 @@ def test_labeler_writes_thresholded_labels_and_skips_finished_files(tmp_path):
     (out / "img_1.png").unlink()
     stats = label_samples(predictor, samples, ["t"], out, palette, 255)
     assert stats["labeled"] == 1 and (read_label_map(out / "img_1.png", 3) == 1).all()
+
+
+def test_label_files_are_flushed_once_each_after_the_last_is_written(tmp_path, monkeypatch):
+    import atso.inference.labeler as labeler
+
+    samples = make_samples(tmp_path, [(10, 12)] * 3)
+    predictor = Predictor({"t": ConstantModel(1)}, (10, 12), torch.device("cpu"))
+    out = tmp_path / "labels"
+    label_samples(predictor, samples[:1], ["t"], out, [(0, 0, 0), (255, 0, 0)], 255)  # one file from before
+    events = record_fsyncs(monkeypatch)
+    real_write = labeler.write_label_png
+
+    def write(path, *args, **kwargs):
+        events.append(("write", path.name))
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(labeler, "write_label_png", write)
+    label_samples(predictor, samples, ["t"], out, [(0, 0, 0), (255, 0, 0)], 255)
+
+    assert events[:2] == [("write", "img_1.png"), ("write", "img_2.png")]  # no fsync between writes
+    flushed = events[2:]
+    files = sorted((out / f"{sample.id}.png").resolve() for sample in samples)
+    assert sorted(flushed[:3]) == files  # every file of the call, the one written before included
+    assert flushed[3:] == [out.resolve()]  # then the folder, once
 
 
 def common_and_rare(tmp_path):

@@ -62,3 +62,13 @@ def test_progress_bar_unless_quiet(tmp_path, capsys):
         list(predictor.predict(samples, {"a": ["a"]}, desc="scoring"))
         printed = capsys.readouterr().err
         assert ("scoring" in printed) is not quiet
+
+
+def test_compile_compiles_every_model_in_place(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *args, **kwargs: compiled.append(self))
+    models = {"a": ConstantModel(0), "b": ConstantModel(1)}
+    Predictor(models, (8, 8), torch.device("cpu"))
+    assert compiled == []  # runtime.compile is off by default
+    Predictor(models, (8, 8), torch.device("cpu"), compile=True)
+    assert compiled == [models["a"], models["b"]]

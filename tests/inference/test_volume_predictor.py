@@ -88,3 +88,12 @@ def test_super_classes_are_refused_for_volumes(tmp_path):
     predictor = VolumePredictor({"m": ViewNetworks({SHARED: Threshold()}, settings.views)}, settings, (8, 8), torch.device("cpu"))
     with pytest.raises(ValueError, match="super-class"):
         list(predictor.predict([sample], {"m": ["m"]}, superclass_table=np.array([0, 0])))
+
+
+def test_compile_compiles_each_views_network(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *args, **kwargs: compiled.append(self))
+    settings = VolumeConfig(intensity="none")
+    networks = {view: Threshold() for view in settings.views}
+    VolumePredictor({"m": ViewNetworks(networks, settings.views)}, settings, (8, 8), torch.device("cpu"), compile=True)
+    assert compiled == [networks[view] for view in settings.views]  # what the predictor calls, not the wrapper

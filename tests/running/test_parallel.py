@@ -14,7 +14,8 @@ from atso import api
 from atso.config import RuntimeConfig, config_from_dict
 from atso.errors import AtsoError
 from atso.running.run_dir import RunDirectory
-from atso.running.scheduler import worker_devices
+from atso.running.scheduler import run_parallel, worker_devices
+from atso.strategies.plan import build_plan
 
 from conftest import tiny_config
 
@@ -94,3 +95,21 @@ def test_devices_or_workers():
         RuntimeConfig(devices=["cuda:0"], workers=2)
     with pytest.raises(ValueError, match="not a device"):
         RuntimeConfig(devices=["gpu0"])
+
+
+def report_environment(run_dir: str, job_id: str, log, device: str, quiet: bool) -> None:
+    """A job function for a worker process: write down the threads and OpenMP settings it runs with."""
+    # (Not OMP_NUM_THREADS: importing this module imports conftest, which pins it to 1 for the tests.)
+    seen = {"threads": torch.get_num_threads(), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}
+    with open(os.path.join(run_dir, "environment.json"), "w") as handle:
+        json.dump(seen, handle)
+
+
+def test_a_worker_starts_with_its_threads_and_passive_waiting(tmp_path, monkeypatch):
+    for variable in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"):
+        monkeypatch.delenv(variable, raising=False)
+    first_job = build_plan("atso", 1, 2).jobs[0]  # M0: no inputs, so it is ready at once
+    run_parallel(RunDirectory(tmp_path), [first_job], ["cpu"], report_environment, log=lambda line: None, threads=2)
+    seen = json.loads((tmp_path / "environment.json").read_text())
+    assert seen == {"threads": 2, "OMP_WAIT_POLICY": "PASSIVE"}  # the policy set before the worker loaded torch
+    assert "OMP_WAIT_POLICY" not in os.environ and os.environ["OMP_NUM_THREADS"] == "1"  # this process's restored

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,11 @@ from atso.config import config_from_dict
 from atso.data.splits import choose_labeled
 from atso.data.samples import list_samples
 from atso.errors import AtsoError
+from atso.running.context import RunContext
 from atso.running.run_dir import RunDirectory
-from atso.storage import read_json
+from atso.storage import atomic_write_json, read_json
 
-from conftest import tiny_config
+from conftest import record_fsyncs, tiny_config
 
 
 def run_atso(config: dict, out: Path, compare: bool = False) -> dict:
@@ -53,6 +55,72 @@ def test_atso_run_writes_every_output(tiny_dataset, tmp_path):
     assert 0 <= g1["changed_fraction"] <= 1
     assert records[0]["agreement_with_m0"]["g0/m0"] == pytest.approx(1.0)
     assert "G1" in result["table"] and "final" in result["table"]
+
+
+def test_threads_are_applied_once_and_recorded_beside_each_wall_time(tiny_dataset, tmp_path):
+    before = torch.get_num_threads()
+    lines: list[str] = []
+    try:
+        api.run(config_from_dict(tiny_config(tiny_dataset, runtime={"threads": 2})), tmp_path / "two", log=lines.append,
+                report=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert lines[0].startswith("threads: 2 intra-op threads (runtime.threads")
+    assert {entry["threads"] for entry in RunDirectory(tmp_path / "two").finished_jobs().values()} == {2}
+    lines.clear()
+    run_atso_logged = api.run(config_from_dict(tiny_config(tiny_dataset)), tmp_path / "auto", log=lines.append, report=False)
+    assert run_atso_logged["records"]
+    assert lines[0].startswith("threads: 1 intra-op thread (OMP_NUM_THREADS=1")  # auto respects the environment
+    assert {entry["threads"] for entry in RunDirectory(tmp_path / "auto").finished_jobs().values()} == {1}
+
+
+def test_a_job_is_recorded_finished_only_after_its_files_are_flushed(tiny_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_dir = RunDirectory(out)
+    run_dir.prepare(config_from_dict(tiny_config(tiny_dataset)))
+    api.run_job(out, "g0/m0", log=lambda line: None)
+    events: list = record_fsyncs(monkeypatch)
+    real = RunDirectory.mark_finished
+    monkeypatch.setattr(RunDirectory, "mark_finished", lambda self, job_id, *a, **k: (events.append(job_id), real(self, job_id, *a, **k)))
+    for job_id in ("g0/labels", "g0/eval"):
+        api.run_job(out, job_id, log=lambda line: None)
+
+    m0_test_labels = run_dir.job_dir("g0/m0") / "test_labels"
+    for job_id, files in (("g0/labels", run_dir.labels_dir("g0/labels").glob("*.png")), ("g0/eval", m0_test_labels.glob("*.png"))):
+        files = [path.resolve() for path in files]
+        assert files
+        recorded = events.index(job_id)
+        assert all(path in events[:recorded] for path in files), job_id  # each flushed before the manifest entry
+    # complete.json, written last (fsynced as its temporary file, before the rename), before the manifest entry
+    assert any(isinstance(e, Path) and e.name.startswith(".complete.json.") for e in events[: events.index("g0/eval")])
+
+
+def test_m0_is_predicted_on_the_test_set_once_per_run(tiny_dataset, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_atso(tiny_config(tiny_dataset), out)
+    run_dir = RunDirectory(out)
+    folder = run_dir.job_dir("g0/m0") / "test_labels"
+    test_ids = [Path(line.split()[0]).stem for line in (out / "splits" / "test.txt").read_text().splitlines()]
+    assert sorted(path.name for path in folder.glob("*.png")) == sorted(f"{sample}.png" for sample in test_ids)
+    recorded = read_json(run_dir.metrics_file("atso/g1/eval"))  # its agreement with M0 read from the files
+    loaded: list[str] = []
+    real = RunContext.load_models
+    monkeypatch.setattr(RunContext, "load_models", lambda self, job_ids: (loaded.extend(job_ids), real(self, job_ids))[1])
+
+    def evaluate_again() -> dict:
+        loaded.clear()
+        with run_dir.manifest() as manifest:
+            del manifest["jobs"]["atso/g1/eval"]
+        api.run_job(out, "atso/g1/eval", log=lambda line: None)
+        return read_json(run_dir.metrics_file("atso/g1/eval"))
+
+    assert evaluate_again() == recorded and "g0/m0" not in loaded  # read back, not predicted
+    shutil.rmtree(folder)
+    assert evaluate_again() == recorded and "g0/m0" in loaded  # predicted again: the very same numbers
+    assert (folder / "complete.json").is_file()  # and kept for the next evaluation
+    atomic_write_json(folder / "complete.json", {**read_json(folder / "complete.json"), "fingerprint": "another config"})
+    assert evaluate_again() == recorded and "g0/m0" in loaded  # made under another config: not trusted
 
 
 def test_a_second_run_skips_finished_jobs(tiny_dataset, tmp_path):

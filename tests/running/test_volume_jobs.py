@@ -16,8 +16,10 @@ from atso.checkpoints import load_model
 from atso.cli import main
 from atso.config import config_from_dict
 from atso.models.views import ViewNetworks
+from atso.running.context import RunContext
 from atso.running.run_dir import RunDirectory
 from atso.storage import read_json
+from atso.strategies.plan import make_plan
 
 from conftest import VOLUME_AFFINE, VOLUME_SHAPE, run_until_killed, tiny_volume_config, write_volume_dataset
 
@@ -77,6 +79,18 @@ def test_pseudo_labels_are_fused_nifti_on_the_scans_grid(volume_run):
         np.testing.assert_array_equal(written.affine, scan.affine)
         np.testing.assert_allclose(written.affine, VOLUME_AFFINE, atol=1e-6)
         assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1}
+
+
+def test_m0_test_predictions_are_kept_once_on_the_scans_grid(volume_run):
+    _, config, out, _ = volume_run
+    folder = RunDirectory(out).job_dir("g0/m0") / "test_labels"
+    assert sorted(path.name for path in folder.iterdir()) == ["complete.json", "vol_008.nii.gz", "vol_009.nii.gz"]
+    context = RunContext(config, RunDirectory(out), make_plan(config, compare=True), log=quiet)
+    predictor = context.predictor(context.load_models(["g0/m0"]))
+    for sample, predictions in predictor.predict(context.split.test, {"m0": ["g0/m0"]}):
+        kept = nib.load(folder / f"{sample.id}.nii.gz")
+        assert np.array_equal(np.asarray(kept.dataobj), predictions["m0"].labels)  # what predicting again gives
+        assert np.allclose(kept.affine, nib.load(sample.image).affine)
 
 
 def test_a_volume_model_is_its_view_networks(volume_run):

@@ -138,6 +138,31 @@ def test_killed_run_resumes_to_the_same_results(baseline, tmp_path, point, check
         assert finished_after[job] == entry, job
 
 
+@pytest.mark.parametrize("point", ["label:g0/labels:3", "label:atso/g1/labels:4"])
+def test_labeling_killed_after_some_files_resumes_to_the_same_label_files(baseline, tmp_path, point):
+    """Label files are flushed once per job, not one by one: those a killed job left are kept, flushed and equal."""
+    config, reference = baseline
+    out = tmp_path / "run"
+    run_until_killed(config, out, point)
+    job = point.split(":")[1]
+    left = sorted(path.name for path in RunDirectory(out).labels_dir(job).glob("*.png"))
+    assert len(left) == int(point.rsplit(":", 1)[1]) and job not in RunDirectory(out).finished_jobs()
+
+    api.run(config, out, log=quiet, report=False)
+
+    expected = sorted(reference.rglob("labels/*.png"))
+    assert [path.relative_to(reference) for path in expected] == [
+        path.relative_to(out) for path in sorted(out.rglob("labels/*.png"))
+    ]
+    for path in expected:
+        assert (out / path.relative_to(reference)).read_bytes() == path.read_bytes(), path
+    test_labels = sorted((reference / "jobs/g0/m0/test_labels").iterdir())
+    assert [(p.name, p.read_bytes()) for p in test_labels] == [
+        (p.name, p.read_bytes()) for p in sorted((out / "jobs/g0/m0/test_labels").iterdir())
+    ]
+    assert metrics_lines(out) == metrics_lines(reference)
+
+
 def test_kill_while_the_report_is_written(baseline, tmp_path):
     pytest.importorskip("atso.reporting.report")
     config, reference = baseline

@@ -222,3 +222,12 @@ def test_callbacks_transform_pseudo_rows_keep_an_ema_and_switch_data_resumably(t
         assert torch.equal(straight_callbacks[2].shadow[key], resumed_callbacks[2].shadow[key]), key
     saved = torch.load(state_path, weights_only=True)["callbacks"]  # plain tensors and data: no pickled objects
     assert set(saved) == {"staged", "flip", "ema"}
+
+
+def test_compile_compiles_the_network_it_trains(dataset, tmp_path, monkeypatch):
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *args, **kwargs: compiled.append(self))
+    model = new_model()
+    settings = TrainingSettings(iterations=2, checkpoint_every=2, quiet=True, compile=True)
+    Trainer(model, dataset, settings, tmp_path / "state.pt", "test").run()
+    assert compiled == [model]

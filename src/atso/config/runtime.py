@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -19,10 +19,19 @@ class RuntimeConfig(_Section):
         default="bfloat16", description="autocast type on CUDA; float16 adds a gradient scaler"
     )
     channels_last: bool = Field(default=False, description="NHWC memory format for the model and its inputs (GPUs)")
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the networks for training and inference (the first batches wait for compiling; "
+        "the CPU needs a C++ compiler)",
+    )
     cudnn_benchmark: bool = Field(default=False, description="let cuDNN time convolution algorithms (fixed input sizes)")
     num_workers: Int = Field(default=0, ge=0, description="data-loader processes per training or inference job")
     prefetch_factor: Int = Field(default=2, ge=1, description="batches each data-loader process loads ahead")
     workers: Int = Field(default=1, ge=1, description="jobs of a run that may run at once, each in its own process")
+    threads: Int | Literal["auto"] = Field(
+        default="auto",
+        description="intra-op CPU threads per job; auto: OMP_NUM_THREADS if set, else the usable cores / workers",
+    )
     devices: list[str] = Field(
         default_factory=list, description="run ready jobs at once, one per listed device, e.g. [cuda:0, cuda:1]"
     )
@@ -40,6 +49,13 @@ class RuntimeConfig(_Section):
         if device != "auto" and not is_device_name(device):
             raise ValueError(f"'{device}' is not a device; give auto, cpu, cuda, cuda:N or mps")
         return device
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _thread_count(cls, threads: Any) -> Any:
+        if threads == "auto" or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+            return threads
+        raise ValueError(f"'{threads}' is not a thread count; give auto or a whole number of at least 1")
 
     @field_validator("devices")
     @classmethod

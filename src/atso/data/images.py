@@ -158,12 +158,17 @@ def read_label_map(path: str | Path, num_classes: int, ignore_index: int = 255) 
 
 
 def write_label_png(
-    path: str | Path, labels: np.ndarray, palette: Sequence[tuple[int, int, int]], ignore_index: int = 255
+    path: str | Path,
+    labels: np.ndarray,
+    palette: Sequence[tuple[int, int, int]],
+    ignore_index: int = 255,
+    fsync: bool = True,
 ) -> Path:
     """Atomically write class indices as an 8-bit palette PNG that views in colour.
 
     The pixel values are the class indices themselves (ignored pixels keep ``ignore_index`` and are
-    drawn black), so :func:`read_label_map` gets back exactly ``labels``.
+    drawn black), so :func:`read_label_map` gets back exactly ``labels``. With ``fsync=False`` the
+    caller flushes it later (:func:`atso.storage.fsync_files`).
 
     Raises:
         ValueError: ``labels`` is not 2-D or holds values outside 0..255.
@@ -179,7 +184,7 @@ def write_label_png(
     colors[ignore_index] = 0
     img = Image.fromarray(labels.astype(np.uint8))
     img.putpalette(colors.reshape(-1).tolist())
-    return atomic_write(path, lambda handle: img.save(handle, format="PNG"))
+    return atomic_write(path, lambda handle: img.save(handle, format="PNG"), fsync=fsync)
 
 
 def overlay(

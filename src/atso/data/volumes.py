@@ -205,11 +205,12 @@ def read_label_volume(
     return volume
 
 
-def write_volume(path: str | Path, data: np.ndarray, like: Volume) -> Path:
+def write_volume(path: str | Path, data: np.ndarray, like: Volume, fsync: bool = True) -> Path:
     """Atomically write ``data`` as NIfTI on the grid of ``like`` (same affine and header).
 
     Integer data (labels) is written as uint8, anything else as float32; the scale is reset so the
-    file holds the values themselves. The file is gzipped when ``path`` ends in ``.nii.gz``.
+    file holds the values themselves. The file is gzipped when ``path`` ends in ``.nii.gz``. With
+    ``fsync=False`` the caller flushes it later (:func:`atso.storage.fsync_files`).
 
     Raises:
         ValueError: ``data`` is not shaped like ``like``, ``path`` is not ``.nii`` / ``.nii.gz``, or
@@ -244,7 +245,7 @@ def write_volume(path: str | Path, data: np.ndarray, like: Volume) -> Path:
         else:
             image.to_stream(handle)
 
-    return atomic_write(path, write)
+    return atomic_write(path, write, fsync=fsync)
 
 
 def normalise(

@@ -13,7 +13,7 @@ from atso.data.volumes import write_volume
 from atso.inference.predictor import Predictor
 from atso.runtime import distributed
 from atso.runtime.faults import maybe_crash
-from atso.storage import make_folder
+from atso.storage import fsync_files, make_folder
 
 
 def label_samples(
@@ -41,11 +41,16 @@ def label_samples(
     A sample whose file already exists is skipped: files are written atomically, so an existing file is
     complete, and an interrupted labeling resumes where it stopped.
 
+    Files are written without an fsync each and flushed together at the end, the skipped ones too (a
+    killed labeling may have left them in the page cache only): when this returns, every label file
+    of ``samples`` is on disk, and only then may the job be recorded finished.
+
     Returns:
         ``labeled`` (new files) and ``kept_fraction`` (pixels above the threshold, over new files).
     """
     make_folder(out_dir)
-    todo = [sample for sample in samples if not (out_dir / f"{sample.id}{suffix}").is_file()]
+    paths = [out_dir / f"{sample.id}{suffix}" for sample in samples]
+    todo = [sample for sample, path in zip(samples, paths) if not path.is_file()]
     kept = total = 0
     predictions_by_sample = predictor.predict(
         todo, {"teacher": list(teachers)}, desc=desc, superclass_table=superclass_table
@@ -62,11 +67,12 @@ def label_samples(
             kept += labels.size
         total += labels.size
         if prediction.grid is not None:
-            write_volume(out_dir / f"{sample.id}{suffix}", labels.astype(np.uint8), like=prediction.grid)
+            write_volume(out_dir / f"{sample.id}{suffix}", labels.astype(np.uint8), like=prediction.grid, fsync=False)
         else:
-            write_label_png(out_dir / f"{sample.id}{suffix}", labels.astype(np.uint8), palette, ignore_index)
+            write_label_png(out_dir / f"{sample.id}{suffix}", labels.astype(np.uint8), palette, ignore_index, fsync=False)
         if fault_point is not None:
             maybe_crash(f"{fault_point}:{written}")
+    fsync_files(paths)
     return {"labeled": float(len(todo)), "kept_fraction": kept / total if total else 1.0}
 
 

@@ -35,7 +35,13 @@ class VolumePredictor(Predictor):
         super().__init__(models, input_size, device, **options)  # type: ignore[arg-type]
         self.settings = settings
 
-    @torch.no_grad()
+    def compile_networks(self) -> None:
+        """``torch.compile`` each view's network in place: the predictor calls them, not the model."""
+        for model in self.models.values():
+            for network in model.networks.values():
+                network.compile()
+
+    @torch.inference_mode()
     def view_probabilities(self, network: torch.nn.Module, data: np.ndarray, view: str) -> np.ndarray:
         """``K x X x Y x Z`` class probabilities of one view's network on a prepared volume."""
         slices = torch.from_numpy(slice_volume(data, view, self.settings.context))
@@ -47,7 +53,7 @@ class VolumePredictor(Predictor):
             outputs.append(resize_slices(probabilities, size).clamp_(0, 1).cpu())
         return stack_slices(torch.cat(outputs).numpy(), view, data.shape)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(
         self, samples: list[Sample], groups: dict[str, list[str]], desc: str = "predict", superclass_table=None
     ) -> Iterator[tuple[Sample, dict[str, Prediction]]]:

@@ -137,7 +137,11 @@ class Modality:
         return list(self.description.superclasses or {}) if self.supports_superclasses else []
 
     def write_prediction(
-        self, output: Path, sample: Sample, prediction: Prediction, overlays: Path | None
+        self, output: Path, sample: Sample, prediction: Prediction, overlays: Path | None = None, fsync: bool = True
     ) -> tuple[Path, Path | None]:
-        """Write one prediction as a label file under ``output`` (and an overlay under ``overlays``); return both paths."""
+        """Write one prediction as ``output/<id><label_suffix>`` (read back by :meth:`read_labels`), and an
+        overlay under ``overlays``; return both paths.
+
+        With ``fsync=False`` the caller flushes it before recording it (:func:`atso.storage.fsync_files`).
+        """
         raise NotImplementedError

@@ -90,7 +90,7 @@ class Images(Modality):
         return Predictor(
             models, config.data.input_size, device, batch_size=config.evaluation.batch_size, flip=flip,
             num_workers=runtime.num_workers, amp=runtime.amp, quiet=runtime.quiet, amp_dtype=runtime.amp_dtype,
-            channels_last=runtime.channels_last,
+            channels_last=runtime.channels_last, compile=runtime.compile,
         )
 
     def file_predictor(
@@ -109,10 +109,10 @@ class Images(Modality):
         return read_label_map(path, self.description.num_classes, self.description.ignore_index)
 
     def write_prediction(
-        self, output: Path, sample: Sample, prediction: Prediction, overlays: Path | None
+        self, output: Path, sample: Sample, prediction: Prediction, overlays: Path | None = None, fsync: bool = True
     ) -> tuple[Path, Path | None]:
         palette, ignore = self.description.color_palette(), self.description.ignore_index
-        written = write_label_png(output / f"{sample.id}.png", prediction.labels, palette, ignore)
+        written = write_label_png(output / f"{sample.id}.png", prediction.labels, palette, ignore, fsync=fsync)
         if overlays is None:
             return written, None
         blended = overlay(read_image(sample.image), prediction.labels, palette, ignore_index=ignore)

@@ -107,6 +107,7 @@ class Volumes(Modality):
         return VolumePredictor(
             models, config.data.volume, config.data.input_size, device,  # type: ignore[arg-type]
             batch_size=config.evaluation.batch_size, flip=flip, amp=runtime.amp, amp_dtype=runtime.amp_dtype, quiet=runtime.quiet,
+            compile=runtime.compile,
         )
 
     def file_predictor(
@@ -127,6 +128,6 @@ class Volumes(Modality):
         return read_pseudo_label_volume(path, self.description.num_classes, self.description.ignore_index, shape)
 
     def write_prediction(
-        self, output: Path, sample: Sample, prediction: Prediction, overlays: Path | None
+        self, output: Path, sample: Sample, prediction: Prediction, overlays: Path | None = None, fsync: bool = True
     ) -> tuple[Path, Path | None]:
-        return write_volume(output / f"{sample.id}.nii.gz", prediction.labels, like=prediction.grid), None
+        return write_volume(output / f"{sample.id}.nii.gz", prediction.labels, like=prediction.grid, fsync=fsync), None

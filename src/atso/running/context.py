@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, Protocol
 
-import numpy as np
 import torch
 
 from atso.checkpoints import ModelInfo, load_model
@@ -43,8 +42,6 @@ class RunContext:
     plan: Plan
     log: Log = print
     observer: RunObserver | None = None
-    # M0's test predictions, kept per process: predicting them again for every evaluation is slow on volumes.
-    m0_test_labels: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.labels = LabelSpace(load_description(self.config.data.description))

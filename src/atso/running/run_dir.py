@@ -9,6 +9,8 @@ Layout::
       splits/               labeled.txt, reference_fold_K.txt, test.txt ('image [mask]' lines)
       jobs/<job id>/        model.pt (+ state.pt while training), labels/*.png, metrics.json,
                             .lock (held by the process running the job)
+      jobs/g0/m0/test_labels/  M0's predictions of the test set, written by the first evaluation that
+                            predicts M0 and read by the later ones (complete.json written last)
       metrics.jsonl         one line per evaluation job, in plan order
       report/               index.html (self-contained) and summary.md + its images ('atso report')
       tensorboard/          event files when runtime.tensorboard is on: <job id>/ per training job, eval/<strategy>/
@@ -229,14 +231,17 @@ class RunDirectory:
     def is_finished(self, job_id: str) -> bool:
         return job_id in self.finished_jobs()
 
-    def mark_finished(self, job_id: str, outputs: dict[str, Any], wall_seconds: float) -> None:
-        """Record a job as finished; call only after all its outputs are written."""
+    def mark_finished(self, job_id: str, outputs: dict[str, Any], wall_seconds: float, threads: int | None = None) -> None:
+        """Record a job as finished; call only after all its outputs are durable (written and fsynced).
+
+        ``threads``, the intra-op threads it ran on, stands beside its wall time to explain it.
+        """
+        entry: dict[str, Any] = {"outputs": outputs, "wall_seconds": round(wall_seconds, 3)}
+        if threads is not None:
+            entry["threads"] = threads
+        entry["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         with self.manifest() as manifest:
-            manifest.setdefault("jobs", {})[job_id] = {
-                "outputs": outputs,
-                "wall_seconds": round(wall_seconds, 3),
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            }
+            manifest.setdefault("jobs", {})[job_id] = entry
 
     def write_metrics_lines(self, records: list[dict[str, Any]]) -> None:
         """Rewrite metrics.jsonl from the finished evaluation jobs (never duplicated by a resume)."""

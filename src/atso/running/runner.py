@@ -13,6 +13,8 @@ import contextlib
 import time
 from typing import Any
 
+import torch
+
 from atso.errors import AtsoError
 from atso.running.context import RunContext
 from atso.running.run_dir import RunDirectory
@@ -21,6 +23,7 @@ from atso.running.stages import STAGES
 from atso.runtime import distributed
 from atso.runtime.determinism import deterministic_algorithms
 from atso.runtime.faults import maybe_crash
+from atso.runtime.threads import apply_threads, resolve_threads
 from atso.storage import atomic_write_text, read_json
 from atso.strategies.plan import EvaluateJob, Job, Plan
 
@@ -38,12 +41,17 @@ def run_plan(context: RunContext, run_elsewhere: JobFunction, only: str | None =
         atomic_write_text(run_dir.path / "plan.txt", plan.format() + "\n")
     jobs = [plan.job(only)] if only else list(plan.jobs)
     devices = worker_devices(context.config.runtime)
+    # Once per run or job, before its first tensor operation; a worker process finds its share in OMP_NUM_THREADS.
+    threads = resolve_threads(context.config.runtime.threads, len(devices))
+    apply_threads(threads.count)
+    if only is None:
+        context.log(f"threads: {threads.describe()}")
     if only is None and len(devices) > 1:
         if distributed.is_distributed():
             raise AtsoError(
                 "runtime.workers / runtime.devices: parallel jobs do not combine with torchrun; use one or the other"
             )
-        run_parallel(run_dir, jobs, devices, run_elsewhere, log=context.log)
+        run_parallel(run_dir, jobs, devices, run_elsewhere, log=context.log, threads=threads.count)
     else:
         for job in jobs:
             run_job(job, context)
@@ -70,7 +78,7 @@ def run_job(job: Job, context: RunContext) -> None:
             outputs = STAGES[job.kind](job, context)
         elapsed = time.perf_counter() - started
         if distributed.is_main():
-            run_dir.mark_finished(job.id, outputs, elapsed)
+            run_dir.mark_finished(job.id, outputs, elapsed, threads=torch.get_num_threads())
             context.log(f"finished {job.id} ({job.kind}) in {elapsed:.1f}s{_summary_suffix(outputs)}")
         distributed.barrier()
     maybe_crash(f"after:{job.id}")

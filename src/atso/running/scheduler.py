@@ -23,6 +23,7 @@ from typing import Callable, Protocol
 from atso.config import RuntimeConfig
 from atso.errors import AtsoError
 from atso.running.run_dir import RunDirectory
+from atso.runtime.threads import apply_threads, resolve_threads, worker_environment
 from atso.strategies.plan import Job
 
 STOP_GRACE_SECONDS = 10.0
@@ -39,20 +40,12 @@ def worker_devices(runtime: RuntimeConfig) -> list[str]:
     return list(runtime.devices) if runtime.devices else [runtime.device] * runtime.workers
 
 
-def available_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def _worker_main(connection: Connection, device: str, threads: int, run_one: JobFunction) -> None:
     """A worker process: run the jobs the scheduler sends, one at a time, until it sends None."""
     try:
         import torch
 
-        torch.set_num_threads(threads)
+        apply_threads(threads)  # first thing: inter-op threads can only be set before any parallel work
         if device.startswith("cuda:"):
             torch.cuda.set_device(torch.device(device))  # anything that uses "the current GPU" uses this one
         while True:
@@ -89,20 +82,27 @@ def _start_workers(devices: list[str], threads: int, run_one: JobFunction) -> li
     for number, device in enumerate(devices, start=1):
         here, there = context.Pipe()
         process = context.Process(target=_worker_main, args=(there, device, threads, run_one), name=f"atso-worker-{number}")
-        process.start()
+        with worker_environment(threads):  # read by OpenMP when the worker loads PyTorch
+            process.start()
         there.close()
         workers.append(_Worker(number, device, process, here))
     return workers
 
 
 def run_parallel(
-    run_dir: RunDirectory, jobs: list[Job], devices: list[str], run_one: JobFunction, log: Callable[[str], None] = print
+    run_dir: RunDirectory,
+    jobs: list[Job],
+    devices: list[str],
+    run_one: JobFunction,
+    log: Callable[[str], None] = print,
+    threads: int | None = None,
 ) -> None:
     """Run ``jobs`` (in plan order, inputs first) with one worker process per entry of ``devices``.
 
     Each worker runs its jobs through ``run_one`` (pickled by name into the spawned process).
 
-    On the CPU each worker uses ``cores // workers`` threads.
+    Each worker uses ``threads`` intra-op threads (default: ``runtime.threads: auto``'s share of the
+    cores) and lets idle OpenMP threads sleep (:mod:`atso.runtime.threads`).
 
     Raises:
         AtsoError: a job failed: its one-line error. The other running jobs are interrupted; their
@@ -111,7 +111,9 @@ def run_parallel(
     waiting = [job for job in jobs if not run_dir.is_finished(job.id)]
     if not waiting:
         return
-    workers = _start_workers(devices, max(1, available_cores() // len(devices)), run_one)
+    if threads is None:
+        threads = resolve_threads("auto", len(devices)).count
+    workers = _start_workers(devices, threads, run_one)
     try:
         while True:
             finished = set(run_dir.finished_jobs())

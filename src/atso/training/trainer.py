@@ -44,6 +44,7 @@ class TrainingSettings:
     amp: bool = True
     amp_dtype: str = "bfloat16"  # or "float16", with a gradient scaler
     channels_last: bool = False
+    compile: bool = False  # torch.compile the network (runtime.compile)
     num_workers: int = 0
     prefetch_factor: int = 2
     quiet: bool = False
@@ -208,6 +209,8 @@ class Trainer:
         if settings.channels_last:
             model.to(memory_format=torch.channels_last)
         self.network = distributed.wrap_for_training(model, device)  # DDP with synchronised batch norm, or model itself
+        if settings.compile:  # in place: the model's state dict keeps its keys, so checkpoints do not change
+            self.network.compile()
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
         )

@@ -2,19 +2,61 @@
 
 Images and volumes share this code; each modality names its headline scores (mIoU for images,
 foreground DSC for volumes), so their records keep the keys they have always had.
+
+M0 is predicted on E once per run: the first evaluation that predicts it keeps its labels under
+``jobs/g0/m0/test_labels/`` (:class:`M0TestLabels`), and every later one reads them for the
+agreement with M0 instead of predicting the test set with M0 again (on volumes, three views of
+every scan per generation).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from atso.data.samples import Sample
 from atso.evaluation.metrics import SegmentationScores, mean_of_defined
+from atso.inference.predictor import Prediction
 from atso.running.context import RunContext
 from atso.runtime import distributed
-from atso.storage import atomic_write_json
+from atso.storage import atomic_write_json, fsync_files, read_json
 from atso.strategies.plan import M0, EvaluateJob
+
+
+class M0TestLabels:
+    """M0's labels of the test set, one label file per sample under M0's job folder, written once.
+
+    ``complete.json`` is written last, after the files are on disk, and names the config fingerprint
+    and the test samples: a folder without it (a killed evaluation), or made under another config
+    (``--force``), is predicted and written again. The files equal M0's predictions bit for bit (label
+    maps and NIfTI hold the class indices themselves), so reading them gives the agreement that
+    predicting again would.
+    """
+
+    def __init__(self, context: RunContext) -> None:
+        self.modality = context.modality
+        self.folder = context.run_dir.job_dir(M0) / "test_labels"
+        self.expected = {"fingerprint": context.config.fingerprint(), "samples": [s.id for s in context.split.test]}
+        done = self.folder / "complete.json"
+        self.stored = done.is_file() and read_json(done) == self.expected
+        self.written: list[Path] = []
+
+    def read(self, sample: Sample) -> np.ndarray:
+        return self.modality.read_labels(self.folder / f"{sample.id}{self.modality.label_suffix}")
+
+    def keep(self, sample: Sample, prediction: Prediction) -> None:
+        """Write M0's prediction of ``sample``, unless the folder is complete; flushed by :meth:`finish`."""
+        if not self.stored:
+            self.written.append(self.modality.write_prediction(self.folder, sample, prediction, fsync=False)[0])
+
+    def finish(self) -> None:
+        """Flush the files kept, then record the folder complete (only if every test sample was kept)."""
+        if not self.stored and len(self.written) == len(self.expected["samples"]):
+            fsync_files(self.written)
+            atomic_write_json(self.folder / "complete.json", self.expected)
+            self.stored = True
 
 
 def evaluate(job: EvaluateJob, context: RunContext) -> dict[str, Any]:
@@ -43,8 +85,8 @@ def score_test_set(job: EvaluateJob, context: RunContext) -> dict[str, Any]:
     groups = {model: [model] for model in job.models}
     if len(job.models) > 1:
         groups["ensemble"] = list(job.models)
-    cached = context.m0_test_labels
-    if M0 not in job.models and len(cached) < len(context.split.test):
+    m0_labels = M0TestLabels(context)
+    if M0 not in job.models and not m0_labels.stored:
         groups["__m0__"] = [M0]
     predictor = context.predictor(context.load_models(sorted({m for group in groups.values() for m in group})))
     scores = {group: modality.scores(names, ignore) for group in groups if group != "__m0__"}
@@ -52,9 +94,12 @@ def score_test_set(job: EvaluateJob, context: RunContext) -> dict[str, Any]:
     coarse_names = modality.superclass_names()
     coarse_scores = {group: SegmentationScores(coarse_names, ignore) for group in scores} if coarse_names else {}
     for sample, predictions in predictor.predict(context.split.test, groups, desc=job.id):
-        m0 = cached[sample.id] if sample.id in cached else predictions["__m0__" if "__m0__" in predictions else M0].labels
-        if modality.slow_to_predict:  # kept for the later evaluations of this process
-            cached[sample.id] = m0
+        predicted = predictions.get(M0, predictions.get("__m0__"))
+        if predicted is None:
+            m0 = m0_labels.read(sample)
+        else:
+            m0 = predicted.labels
+            m0_labels.keep(sample, predicted)
         truth = modality.read_truth(sample, labels.mask_description(sample), m0.shape)
         for group, score in scores.items():
             prediction = predictions[group].labels
@@ -62,6 +107,7 @@ def score_test_set(job: EvaluateJob, context: RunContext) -> dict[str, Any]:
             agreement[group].add_case(prediction, m0, sample.id)
             if coarse_names:
                 coarse_scores[group].add_case(labels.to_superclasses(prediction), labels.to_superclasses(truth), sample.id)
+    m0_labels.finish()
     headline = modality.headline[0][1]
     record: dict[str, Any] = {"test": {group: _summary(s, modality.keeps_case_lists) for group, s in scores.items()}}
     if coarse_names:

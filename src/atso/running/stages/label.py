@@ -49,6 +49,8 @@ def label(job: LabelJob, context: RunContext) -> dict[str, Any]:
             fault_point=f"label:{job.id}", desc=f"{job.id} R{fold}", superclass_table=table,
             suffix=context.modality.label_suffix,
         )
+    # label_samples returns once its files are on disk; rank 0 records the job only when every rank's are.
+    distributed.barrier()
     outputs: dict[str, Any] = {"labels": relative, "samples": len(context.split.reference)}
     if thresholds:
         outputs["class_thresholds"] = thresholds

@@ -102,6 +102,7 @@ def training_settings(config: Config, job: TrainJob, device: torch.device) -> Tr
         amp=runtime.amp,
         amp_dtype=runtime.amp_dtype,
         channels_last=runtime.channels_last,
+        compile=runtime.compile,
         num_workers=runtime.num_workers,
         prefetch_factor=runtime.prefetch_factor,
         quiet=runtime.quiet,

@@ -1,0 +1,122 @@
+"""``runtime.threads``: how many threads a job's tensor operations use, and how idle OpenMP threads wait.
+
+Two things make atso beside another busy process collapse instead of slowing down in proportion:
+
+* **Too many threads.** PyTorch starts one intra-op thread per core it sees, in every process; two
+  jobs on two cores then run four threads. ``auto`` gives each job the cores this process may use
+  (``os.sched_getaffinity``) divided by the jobs that run at once (``runtime.workers``), at least 1,
+  unless the environment already sets ``OMP_NUM_THREADS`` (torchrun does, and so does a user who
+  shares a machine), which is respected. A whole number in ``runtime.threads`` wins over both.
+* **Spinning.** Between two parallel regions GNU OpenMP (PyTorch's CPU backend) keeps its threads
+  spinning for a few milliseconds rather than sleeping. Alone that saves a wake-up; beside another
+  process it burns the very core the other process waits for, in every layer of every batch. With
+  ``OMP_WAIT_POLICY=PASSIVE`` idle threads sleep at once. OpenMP reads it once, when PyTorch is
+  loaded, so it cannot be a config key: the ``atso`` command sets it before it imports PyTorch, and
+  the scheduler sets it for its worker processes (:func:`worker_environment`), unless the user set
+  ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (e.g. ``OMP_WAIT_POLICY=ACTIVE`` on a machine of its own).
+
+Threads change speed, not results: CPU kernels are deterministic at a given thread count, and the
+count is recorded beside each job's wall time in the manifest. Like every runtime setting it is left
+out of a run's fingerprint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Iterator, MutableMapping
+
+THREADS_VARIABLE = "OMP_NUM_THREADS"
+WAIT_POLICY_VARIABLE = "OMP_WAIT_POLICY"
+_WAITING_VARIABLES = (WAIT_POLICY_VARIABLE, "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ThreadSetting:
+    """The intra-op thread count of this process, and where it came from (for the log)."""
+
+    count: int
+    source: str
+
+    def describe(self) -> str:
+        waiting = os.environ.get(WAIT_POLICY_VARIABLE)
+        policy = f", {WAIT_POLICY_VARIABLE}={waiting}" if waiting else ""
+        return f"{self.count} intra-op thread{'s' if self.count != 1 else ''} ({self.source}{policy})"
+
+
+def resolve_threads(
+    threads: int | str, workers: int = 1, environ: MutableMapping[str, str] | None = None, cores: int | None = None
+) -> ThreadSetting:
+    """The thread count ``runtime.threads`` asks for, with ``workers`` jobs running at once.
+
+    Args:
+        threads: a whole number, or ``auto``.
+        workers: jobs of the run that may run at once (each in its own process).
+        environ: the environment read for ``OMP_NUM_THREADS`` (default: this process's).
+        cores: the cores this process may use (default: :func:`available_cores`).
+    """
+    if not isinstance(threads, str):
+        return ThreadSetting(int(threads), "runtime.threads")
+    environ = os.environ if environ is None else environ
+    given = environ.get(THREADS_VARIABLE, "").strip()
+    if given.isdigit() and int(given) > 0:
+        return ThreadSetting(int(given), f"{THREADS_VARIABLE}={given}")
+    cores = available_cores() if cores is None else cores
+    workers = max(1, workers)
+    count = max(1, cores // workers)
+    return ThreadSetting(count, f"auto: {cores} core{'s' if cores != 1 else ''} / {workers} worker{'s' if workers != 1 else ''}")
+
+
+_interop_set = False
+
+
+def apply_threads(count: int) -> None:
+    """Set this process's intra-op threads (and, the first time, while it still can, its inter-op threads)."""
+    global _interop_set
+    import torch
+
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    if not _interop_set:
+        _interop_set = True
+        try:  # PyTorch allows this once, before any inter-op work has started
+            torch.set_num_interop_threads(count)
+        except RuntimeError:
+            pass
+
+
+def prefer_passive_waiting(environ: MutableMapping[str, str] | None = None) -> None:
+    """Let idle OpenMP threads sleep, unless the user chose how they wait; call before PyTorch is imported."""
+    environ = os.environ if environ is None else environ
+    if not any(variable in environ for variable in _WAITING_VARIABLES):
+        environ[WAIT_POLICY_VARIABLE] = "PASSIVE"
+
+
+@contextlib.contextmanager
+def worker_environment(threads: int) -> Iterator[None]:
+    """The environment worker processes start in: ``threads`` OpenMP threads that wait passively.
+
+    A spawned worker inherits this process's environment when it starts and loads PyTorch (and
+    OpenMP) before it runs any atso code, so what it should read at that moment is set here and
+    restored afterwards.
+    """
+    saved = {variable: os.environ.get(variable) for variable in (THREADS_VARIABLE, WAIT_POLICY_VARIABLE)}
+    os.environ[THREADS_VARIABLE] = str(threads)
+    prefer_passive_waiting()
+    try:
+        yield
+    finally:
+        for variable, value in saved.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
