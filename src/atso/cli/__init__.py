@@ -19,7 +19,6 @@ from atso.cli.runs import (
     command_run,
 )
 from atso.errors import AtsoError
-from atso.runtime.threads import prefer_passive_waiting
 from atso.strategies.registry import strategy_names
 
 
@@ -106,7 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``atso`` console script."""
-    prefer_passive_waiting()  # before PyTorch is imported: OpenMP reads it once (atso.runtime.threads)
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
