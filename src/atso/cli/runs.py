@@ -206,7 +206,8 @@ def command_demo(args: argparse.Namespace) -> int:
     from atso import api
     from atso.demo import demo_config
 
-    overrides = list(args.overrides) + (["runtime.quiet=true"] if args.quiet else [])
+    quiet = args.quiet or not sys.stderr.isatty()  # a log file gets one line per job, no bars
+    overrides = list(args.overrides) + (["runtime.quiet=true"] if quiet else [])
     config = demo_config(quick=args.quick, overrides=overrides)
     out = Path(args.out)
     print(f"atso demo: all four strategies on the bundled CamVid subset -> {out}")
