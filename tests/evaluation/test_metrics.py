@@ -139,3 +139,16 @@ def test_unlabeled_pixels_count_as_misses_of_their_class_and_the_labeled_fractio
     kept = SegmentationScores(["a", "b"])
     kept.add_case(np.where(prediction == 255, 0, prediction), np.where(prediction == 255, 255, target))
     assert kept.summary()["miou"] == 1.0 and "labeled_fraction" not in kept.summary()
+
+
+def test_labeled_only_equals_scoring_the_kept_pixels_alone():
+    target = np.array([[0, 0, 1, 1], [0, 1, 1, 255]])
+    prediction = np.array([[0, 255, 1, 255], [1, 0, 1, 1]])
+    scores = SegmentationScores(["a", "b"])
+    scores.add_case(prediction, target, "x", unlabeled=255)
+    kept = SegmentationScores(["a", "b"])
+    kept.add_case(prediction, np.where(prediction == 255, 255, target), "x", unlabeled=255)
+    got, want = scores.labeled_only().summary(), kept.summary()
+    assert got["per_class_iou"] == want["per_class_iou"] and got["miou"] == want["miou"]
+    assert got["mean_case_dice"] == want["mean_case_dice"] and got["num_pixels"] == want["num_pixels"] == 5
+    assert scores.summary()["miou"] < got["miou"]  # the misses count only in the full score

@@ -107,6 +107,17 @@ class SegmentationScores:
         """The confusion matrix of all cases merged (predicted pixels only)."""
         return self._total[:, : self.num_classes].copy()
 
+    def labeled_only(self) -> "SegmentationScores":
+        """The same cases scored on the pixels that had a prediction: their misses (unlabeled pixels) dropped."""
+        kept = SegmentationScores(self.class_names, self.ignore_index)
+        for case_id, matrix in zip(self.case_ids, self.case_matrices):
+            matrix = matrix.copy()
+            matrix[:, -1] = 0
+            kept.case_ids.append(case_id)
+            kept.case_matrices.append(matrix)
+            kept._total += matrix
+        return kept
+
     def add_case(self, prediction: Any, target: Any, case_id: str | None = None, unlabeled: int | None = None) -> np.ndarray:
         """Score one case (an image or a volume) and return its confusion matrix.
 

@@ -37,6 +37,12 @@ class VolumeScores:
     def foreground(self) -> list[str]:
         return self.scores.class_names[1:]
 
+    def labeled_only(self) -> "VolumeScores":
+        """The same volumes scored on the voxels that had a prediction (see ``SegmentationScores.labeled_only``)."""
+        kept = type(self)(self.scores.class_names, self.scores.ignore_index)
+        kept.scores = self.scores.labeled_only()
+        return kept
+
     def add_volume(
         self, prediction: Any, target: Any, case_id: str | None = None, unlabeled: int | None = None
     ) -> dict[str, float | None]:

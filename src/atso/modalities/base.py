@@ -31,6 +31,8 @@ class Scores(Protocol):
 
     def summary(self) -> dict[str, Any]: ...
 
+    def labeled_only(self) -> "Scores": ...
+
 
 @dataclass(frozen=True)
 class Part:

@@ -130,7 +130,7 @@ def score_labeling(labeling: str, previous: str | None, context: RunContext) -> 
     names, ignore = labels.description.classes, labels.description.ignore_index
     coarse = context.granularity(labeling) == "super"
     coarse_names = modality.superclass_names()
-    scores, kept_scores = modality.scores(names, ignore), modality.scores(names, ignore)
+    scores = modality.scores(names, ignore)
     coarse_scores = SegmentationScores(coarse_names, ignore) if coarse_names else None
     changed = compared = 0
     scored = False
@@ -143,7 +143,6 @@ def score_labeling(labeling: str, previous: str | None, context: RunContext) -> 
             # Over every pixel: a filtered-out pseudo-label is a miss of its class, not left out of the score.
             if not coarse:
                 scores.add_case(pseudo, truth, sample.id, unlabeled=ignore)
-                kept_scores.add_case(pseudo, np.where(pseudo == ignore, ignore, truth), sample.id, unlabeled=ignore)
             if coarse_scores is not None:
                 coarse_labels = pseudo if coarse else labels.to_superclasses(pseudo)
                 coarse_scores.add_case(coarse_labels, labels.to_superclasses(truth), sample.id, unlabeled=ignore)
@@ -160,7 +159,7 @@ def score_labeling(labeling: str, previous: str | None, context: RunContext) -> 
             result[f"reference_{suffix}"] = summary[key]
         if "labeled_fraction" in summary:  # labels were filtered: the kept share, and @R on the kept alone
             result["reference_labeled_fraction"] = summary["labeled_fraction"]
-            result[f"reference_kept_{modality.headline[0][0]}"] = kept_scores.summary()[modality.headline[0][1]]
+            result[f"reference_kept_{modality.headline[0][0]}"] = scores.labeled_only().summary()[modality.headline[0][1]]
     if scored and coarse_scores is not None:
         result["reference_super"] = _summary(coarse_scores)
         result["reference_super_miou"] = result["reference_super"]["miou"]
