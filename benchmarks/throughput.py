@@ -59,10 +59,10 @@ from atso.inference.labeler import label_samples
 from atso.inference.predictor import Predictor
 from atso.models import build_model
 from atso.running.run_dir import RunDirectory
-from atso.running.scheduler import run_parallel
+from atso.running.scheduler import WorkerPool, run_parallel
 from atso.strategies.plan import build_plan
 from atso.runtime.devices import resolve_device
-from atso.runtime.threads import resolve_threads
+from atso.runtime.threads import lone_job_threads, resolve_threads
 from atso.training.trainer import AMP_DTYPES, Trainer, TrainingSettings, cross_entropy, poly_factor
 
 DESCRIPTION = "camvid"  # 11 classes; raw mask value 11 is ignored
@@ -322,26 +322,29 @@ def fold_parallel(args: argparse.Namespace, work: Path) -> dict:
         api.run_job(base, job_id, log=lambda line: None)
     plan = build_plan("atso", 1, 2)
     generation = [job for job in plan.jobs if job.id.startswith("atso/g1/")]
-    share = resolve_threads("auto", 2).count  # each worker's threads
+    setting = resolve_threads("auto", 2)  # each worker's share of the cores
+    per_job = {job.id: lone_job_threads(setting) if job.id in plan.lone_jobs() else setting.count for job in generation}
     timings = {}
-    # In order with atso's default threads (all the cores: what a user without --workers gets); in
-    # order at the workers' thread count (the CPU's numbers are bit-identical only at equal counts);
-    # on 2 workers.
-    for name in ("sequential", "sequential_same_threads", "parallel"):
+    # On 2 workers, started beforehand as a run starts them (their start-up is paid once per run);
+    # in order with atso's default threads (all the cores: what a user without --workers gets); and in
+    # order at the counts the workers used, job by job (CPU sums are bit-identical only at equal counts).
+    for name in ("parallel", "sequential", "sequential_same_threads"):
         run_dir = RunDirectory(work / f"fold-{name}")
         shutil.copytree(base, run_dir.path)
-        if name == "sequential_same_threads":
-            run_dir.prepare(config.model_copy(update={"runtime": config.runtime.model_copy(update={"threads": share})}))
-        started = time.perf_counter()
         if name == "parallel":
-            run_parallel(run_dir, generation, [args.device, args.device], api.run_job, log=lambda line: None)
-        else:
-            for job in generation:
-                api.run_job(run_dir.path, job.id, log=lambda line: None)
+            with WorkerPool([args.device, args.device], setting.count, api.run_job) as pool:
+                started = time.perf_counter()
+                run_parallel(run_dir, generation, pool, log=lambda line: None, job_threads=per_job)
+                timings[name] = time.perf_counter() - started
+            continue
+        started = time.perf_counter()
+        for job in generation:
+            threads = per_job[job.id] if name == "sequential_same_threads" else None
+            api.run_job(run_dir.path, job.id, log=lambda line: None, threads=threads)
         timings[name] = time.perf_counter() - started
     metrics = {name: (work / f"fold-{name}/jobs/atso/g1/eval/metrics.json").read_text() for name in timings}
-    threads = {name: RunDirectory(work / f"fold-{name}").finished_jobs()["atso/g1/student-1"].get("threads")
-               for name in timings}
+    threads = {name: {job: entry.get("threads") for job, entry in RunDirectory(work / f"fold-{name}").finished_jobs().items()
+                      if job in per_job} for name in timings}
     return {"jobs": [job.id for job in generation], "student_iterations": args.student_iterations, "threads": threads,
             "sequential_seconds": timings["sequential"], "parallel_seconds": timings["parallel"],
             "sequential_same_threads_seconds": timings["sequential_same_threads"],

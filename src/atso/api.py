@@ -131,12 +131,14 @@ def run_job(
     log: Callable[[str], None] = print,
     device: str | None = None,
     quiet: bool = False,
+    threads: int | None = None,
 ) -> None:
     """Run one job of an existing run directory (for schedulers that spread jobs over machines).
 
     Args:
         device: overrides ``runtime.device`` of the saved config (e.g. ``cuda:1``).
         quiet: no progress bars.
+        threads: intra-op threads for this job (default: ``runtime.threads``, as one job of the run).
 
     Raises:
         AtsoError: the job is unknown, its inputs are not finished, or another process is running it.
@@ -155,7 +157,7 @@ def run_job(
         raise AtsoError(f"job '{job_id}' is not in the plan of {run_dir}; known jobs: {known}") from None
     with distributed.session(config.runtime.device):
         context = _context(config, directory, plan, log if distributed.is_main() else _silent)
-        run_plan(context, run_job, only=job_id)
+        run_plan(context, run_job, only=job_id, threads=threads)
 
 
 def evaluate_checkpoint(

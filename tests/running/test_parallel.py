@@ -14,7 +14,8 @@ from atso import api
 from atso.config import RuntimeConfig, config_from_dict
 from atso.errors import AtsoError
 from atso.running.run_dir import RunDirectory
-from atso.running.scheduler import run_parallel, worker_devices
+from atso.running.scheduler import WorkerPool, run_parallel, worker_devices
+from atso.runtime.threads import available_cores
 from atso.strategies.plan import build_plan
 
 from conftest import tiny_config
@@ -97,10 +98,10 @@ def test_devices_or_workers():
         RuntimeConfig(devices=["gpu0"])
 
 
-def report_environment(run_dir: str, job_id: str, log, device: str, quiet: bool) -> None:
+def report_environment(run_dir: str, job_id: str, log, device: str, quiet: bool, threads: int | None) -> None:
     """A job function for a worker process: write down the threads and OpenMP settings it runs with."""
     # (Not OMP_NUM_THREADS: importing this module imports conftest, which pins it to 1 for the tests.)
-    seen = {"threads": torch.get_num_threads(), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")}
+    seen = {"threads": torch.get_num_threads(), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"), "given": threads}
     with open(os.path.join(run_dir, "environment.json"), "w") as handle:
         json.dump(seen, handle)
 
@@ -109,7 +110,19 @@ def test_a_worker_starts_with_its_threads_and_passive_waiting(tmp_path, monkeypa
     for variable in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"):
         monkeypatch.delenv(variable, raising=False)
     first_job = build_plan("atso", 1, 2).jobs[0]  # M0: no inputs, so it is ready at once
-    run_parallel(RunDirectory(tmp_path), [first_job], ["cpu"], report_environment, log=lambda line: None, threads=2)
+    with WorkerPool(["cpu"], 2, report_environment) as pool:
+        run_parallel(RunDirectory(tmp_path), [first_job], pool, log=lambda line: None, job_threads={first_job.id: 3})
     seen = json.loads((tmp_path / "environment.json").read_text())
-    assert seen == {"threads": 2, "OMP_WAIT_POLICY": "PASSIVE"}  # the policy set before the worker loaded torch
+    # The policy set before the worker loaded torch; the job is handed its own count beside the worker's.
+    assert seen == {"threads": 2, "OMP_WAIT_POLICY": "PASSIVE", "given": 3}
     assert "OMP_WAIT_POLICY" not in os.environ and os.environ["OMP_NUM_THREADS"] == "1"  # this process's restored
+
+
+def test_a_job_nothing_can_run_beside_takes_every_core_and_the_others_their_share(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS")  # atso's own choice (``auto``), not the tests' pinned one
+    raw = tiny_config(tiny_dataset, train={"iterations": 4, "student_iterations": 2}, runtime={"workers": 2})
+    api.run(config_from_dict(raw), tmp_path / "run", log=lambda line: None, report=False)
+    threads = {job: entry["threads"] for job, entry in RunDirectory(tmp_path / "run").finished_jobs().items()}
+    cores = available_cores()
+    assert threads["g0/m0"] == threads["g0/labels"] == threads["atso/g1/labels"] == cores
+    assert threads["atso/g1/student-1"] == threads["g0/eval"] == max(1, cores // 2)

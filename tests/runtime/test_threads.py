@@ -11,6 +11,7 @@ from atso.runtime.threads import (
     ThreadSetting,
     apply_threads,
     available_cores,
+    lone_job_threads,
     prefer_passive_waiting,
     resolve_threads,
     worker_environment,
@@ -78,3 +79,11 @@ def test_worker_environment_is_set_for_the_start_and_restored(monkeypatch):
     with worker_environment(3):
         assert os.environ["OMP_NUM_THREADS"] == "3" and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     assert os.environ["OMP_NUM_THREADS"] == "1" and "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_a_lone_job_takes_every_core_only_when_atso_chose_the_count():
+    auto = resolve_threads("auto", workers=2, environ={}, cores=4)
+    assert (auto.count, lone_job_threads(auto, cores=4)) == (2, 4)
+    assert lone_job_threads(resolve_threads(3, workers=2, environ={}, cores=4), cores=4) == 3  # runtime.threads
+    pinned = resolve_threads("auto", workers=2, environ={"OMP_NUM_THREADS": "1"}, cores=4)
+    assert lone_job_threads(pinned, cores=4) == 1  # the user's OMP_NUM_THREADS is respected

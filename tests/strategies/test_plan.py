@@ -136,3 +136,13 @@ def test_compare_of_granularities_keeps_variants_apart():
     assert plan.strategies == ("stso", "stso-super", "atso", "atso-super")
     ids = [job.id for job in plan.jobs]
     assert len(ids) == len(set(ids))
+
+
+def test_lone_jobs_are_those_every_other_training_or_labeling_job_reads_or_follows():
+    atso = build_plan("atso", 2, 2)
+    # M0 and its labels feed everything; ATSO's cross labeling waits for both students and feeds the
+    # next ones; an evaluation is no company (it feeds nothing). Students of one generation run side by side.
+    assert atso.lone_jobs() == {"g0/m0", "g0/labels", "atso/g1/labels", "atso/g2/labels", "atso/final/model",
+                                "atso/final/eval"}
+    # With three strategies after generation 0 something can always run beside a job.
+    assert build_compare_plan(2, 2).lone_jobs() == {"g0/m0", "g0/labels"}

@@ -18,22 +18,23 @@ import torch
 from atso.errors import AtsoError
 from atso.running.context import RunContext
 from atso.running.run_dir import RunDirectory
-from atso.running.scheduler import JobFunction, run_parallel, worker_devices
+from atso.running.scheduler import JobFunction, WorkerPool, run_parallel, worker_devices
 from atso.running.stages import STAGES
 from atso.runtime import distributed
 from atso.runtime.determinism import deterministic_algorithms
 from atso.runtime.faults import maybe_crash
-from atso.runtime.threads import apply_threads, resolve_threads
+from atso.runtime.threads import apply_threads, lone_job_threads, resolve_threads
 from atso.storage import atomic_write_text, read_json
 from atso.strategies.plan import EvaluateJob, Job, Plan
 
 
-def run_plan(context: RunContext, run_elsewhere: JobFunction, only: str | None = None) -> None:
+def run_plan(context: RunContext, run_elsewhere: JobFunction, only: str | None = None, threads: int | None = None) -> None:
     """Run every unfinished job in plan order (or just ``only``).
 
     Args:
         run_elsewhere: what a worker process calls to run one job of the run directory, when jobs run
             in parallel (``atso.api.run_job``).
+        threads: this job's intra-op threads, as the scheduler gave them (default: ``runtime.threads``).
     """
     plan, run_dir = context.plan, context.run_dir
     if distributed.is_main():
@@ -42,16 +43,20 @@ def run_plan(context: RunContext, run_elsewhere: JobFunction, only: str | None =
     jobs = [plan.job(only)] if only else list(plan.jobs)
     devices = worker_devices(context.config.runtime)
     # Once per run or job, before its first tensor operation; a worker process finds its share in OMP_NUM_THREADS.
-    threads = resolve_threads(context.config.runtime.threads, len(devices))
-    apply_threads(threads.count)
+    setting = resolve_threads(context.config.runtime.threads, len(devices))
+    apply_threads(threads or setting.count)
     if only is None:
-        context.log(f"threads: {threads.describe()}")
+        context.log(f"threads: {setting.describe()}")
     if only is None and len(devices) > 1:
         if distributed.is_distributed():
             raise AtsoError(
                 "runtime.workers / runtime.devices: parallel jobs do not combine with torchrun; use one or the other"
             )
-        run_parallel(run_dir, jobs, devices, run_elsewhere, log=context.log, threads=threads.count)
+        alone = lone_job_threads(setting)
+        per_job = {job.id: alone if job.id in plan.lone_jobs() else setting.count for job in jobs}
+        if any(not run_dir.is_finished(job.id) for job in jobs):
+            with WorkerPool(devices, setting.count, run_elsewhere) as pool:
+                run_parallel(run_dir, jobs, pool, log=context.log, job_threads=per_job)
     else:
         for job in jobs:
             run_job(job, context)

@@ -15,9 +15,12 @@ Two things make atso beside another busy process collapse instead of slowing dow
   the scheduler sets it for its worker processes (:func:`worker_environment`), unless the user set
   ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (e.g. ``OMP_WAIT_POLICY=ACTIVE`` on a machine of its own).
 
-Threads change speed, not results: CPU kernels are deterministic at a given thread count, and the
-count is recorded beside each job's wall time in the manifest. Like every runtime setting it is left
-out of a run's fingerprint.
+CPU kernels are deterministic at a given thread count, but another count sums in another order and
+changes results in their last bits (a forward pass of ``small_unet`` at 1 and 2 threads: 9e-8). So a
+job's count follows from the run's settings and its plan alone, never from what else happens to be
+running: with parallel workers under ``auto``, a job that nothing can run beside takes every core
+(:func:`lone_job_threads`) and the others their share. The count is recorded beside each job's wall
+time in the manifest. Like every runtime setting it is left out of a run's fingerprint.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class ThreadSetting:
 
     count: int
     source: str
+    auto: bool = False  # chosen by atso (``auto`` without OMP_NUM_THREADS), so a job alone may take every core
 
     def describe(self) -> str:
         waiting = os.environ.get(WAIT_POLICY_VARIABLE)
@@ -73,7 +77,19 @@ def resolve_threads(
     cores = available_cores() if cores is None else cores
     workers = max(1, workers)
     count = max(1, cores // workers)
-    return ThreadSetting(count, f"auto: {cores} core{'s' if cores != 1 else ''} / {workers} worker{'s' if workers != 1 else ''}")
+    return ThreadSetting(
+        count, f"auto: {cores} core{'s' if cores != 1 else ''} / {workers} worker{'s' if workers != 1 else ''}", auto=True
+    )
+
+
+def lone_job_threads(setting: ThreadSetting, cores: int | None = None) -> int:
+    """The threads of a job that nothing else can run beside: every core under ``auto``, else the setting.
+
+    Fixed per job, not by what happens to be running: a job's numbers depend on its thread count.
+    """
+    if not setting.auto:
+        return setting.count
+    return max(setting.count, available_cores() if cores is None else cores)
 
 
 _interop_set = False

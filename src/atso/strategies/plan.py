@@ -103,6 +103,25 @@ class Plan:
         """The rows of one strategy's generation table, G0 first."""
         return [j for j in self.jobs if isinstance(j, EvaluateJob) and j.strategy in (strategy, "shared")]
 
+    def lone_jobs(self) -> set[str]:
+        """Jobs on the plan's critical path alone: every other job reads them or is read by them.
+
+        A parallel run gives such a job every core (M0, ATSO's cross labeling); the rest share them.
+        Evaluations do not count as company: they feed nothing and fill the gap beside the next job.
+        """
+        before: dict[str, set[str]] = {}
+        for job in self.jobs:  # inputs come first, so their own ancestors are known already
+            before[job.id] = set(job.inputs).union(*(before[needed] for needed in job.inputs))
+        return {
+            job.id
+            for job in self.jobs
+            if all(
+                other.id in before[job.id] or job.id in before[other.id] or isinstance(other, EvaluateJob)
+                for other in self.jobs
+                if other is not job
+            )
+        }
+
     def final_models(self) -> dict[str, list[str]]:
         """The model(s) each strategy delivers: its last evaluated models."""
         return {strategy: list(self.evaluations(strategy)[-1].models) for strategy in self.strategies}
