@@ -416,7 +416,7 @@ CASES: list[tuple[Setup, tuple[str, ...]]] = [
     (override_without_value, ("train.iterations", "key=value")),
     (missing_image_folder, ("no_such_folder", "not found")),
     (list_file_not_utf8, ("train.txt", "not UTF-8", "save it as UTF-8")),
-    (list_file_unquoted_spaces, ("train.txt:13", "3 fields", "quote paths with spaces", "tab")),
+    (list_file_unquoted_spaces, ("train.txt:13", "3 paths", "quote paths with spaces", "tab")),
     (list_file_unclosed_quote, ("train.txt:13", "quotation", "tab")),
     (dangling_symlink_image, ("train_012.png", "symbolic link to a missing file")),
     (dangling_symlink_mask, ("train_007.png", "mask is a symbolic link to a missing file")),

@@ -87,7 +87,7 @@ def test_list_file_errors_name_the_file_or_line(tmp_path):
     with pytest.raises(AtsoError, match="z.png: image file not found"):
         list_samples(SourceConfig(list=listing), need_masks=False)
     listing.write_text("images/a.png m.png extra\n")
-    with pytest.raises(AtsoError, match="train.txt:1: expected 'image \\[mask\\]', got 3 fields"):
+    with pytest.raises(AtsoError, match="train.txt:1: expected 'image \\[mask\\] \\[group=NAME\\]', got 3 paths"):
         list_samples(SourceConfig(list=listing))
     with pytest.raises(AtsoError, match="nope.txt: list file not found"):
         list_samples(SourceConfig(list=tmp_path / "nope.txt"))
@@ -234,3 +234,21 @@ def test_list_file_ids_drop_the_whole_nifti_suffix(tmp_path):
 
     (tmp_path / "list.txt").write_text("a/case_1.nii.gz b/case_1.nii.gz\nc/case_2.nii\nd/frame.png\n")
     assert [s.id for s in read_list_file(tmp_path / "list.txt")] == ["case_1", "case_2", "frame"]
+
+
+def test_a_list_file_may_name_each_sample_s_group_after_its_paths(tmp_path):
+    _folder(tmp_path / "images", ["a", "b", "c"])
+    _folder(tmp_path / "masks", ["a", "b", "c"], mode="L")
+    listing = tmp_path / "train.txt"
+    listing.write_text("images/a.png masks/a.png group=patient07\nimages/b.png masks/b.png 'group=p 8'\n"
+                       "images/c.png masks/c.png\n")
+    groups = {s.id: s.group for s in list_samples(SourceConfig(list=listing))}
+    assert groups == {"a": "patient07", "b": "p 8", "c": None}
+    listing.write_text("images/a.png\tmasks/a.png\tgroup=p 8\n")  # tab-separated: spaces belong to the fields
+    assert [s.group for s in list_samples(SourceConfig(list=listing))] == ["p 8"]
+    listing.write_text("images/a.png masks/a.png group=\n")
+    with pytest.raises(AtsoError, match=r"train.txt:1: 'group=' names no group"):
+        list_samples(SourceConfig(list=listing))
+    listing.write_text("images/a.png masks/a.png extra.png group=x\n")
+    with pytest.raises(AtsoError, match=r"train.txt:1: expected 'image \[mask\] \[group=NAME\]', got 3 paths"):
+        list_samples(SourceConfig(list=listing))

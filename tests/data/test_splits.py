@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from atso.data.samples import Sample, write_list_file
-from atso.data.splits import Split, choose_labeled, split_folds
+from atso.data.splits import Split, choose_labeled, sample_groups, split_folds
 from atso.errors import AtsoError
 
 
@@ -160,3 +160,13 @@ def test_grouped_folds_need_as_many_groups_as_folds():
     samples = _video({"a": 4})
     with pytest.raises(AtsoError, match="fold_groups: 2 folds need at least 2 groups"):
         split_folds(samples, 2, groups=sample_groups(samples, "sequence"))
+
+
+def test_listed_groups_keep_a_list_file_s_groups_together_and_leave_the_rest_alone():
+    samples = [Sample(f"s{i}", Path(f"/d/s{i}.png"), group=("patient-a" if i < 4 else "patient-b" if i < 6 else None))
+               for i in range(8)]
+    groups = sample_groups(samples, "listed")
+    assert len(set(groups.values())) == 4  # two patients, two samples without a group
+    folds = split_folds(samples, 2, seed=1, groups=groups)
+    fold_of = {s.id: k for k, fold in enumerate(folds) for s in fold}
+    assert len({fold_of[f"s{i}"] for i in range(4)}) == 1 and fold_of["s4"] == fold_of["s5"]

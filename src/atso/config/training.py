@@ -106,10 +106,11 @@ class TeacherStudentConfig(_Section):
     strategy: str = Field(default="atso", description="a registered strategy (atso.strategies.registry)")
     generations: Int = Field(default=3, ge=0)
     folds: Int = Field(default=2, ge=2)
-    fold_groups: Literal["sample", "sequence", "blocks"] = Field(
+    fold_groups: Literal["sample", "listed", "sequence", "blocks"] = Field(
         default="sample",
         description=(
-            "what the fold split keeps together: each sample (a volume is its own group), each sequence "
+            "what the fold split keeps together: each sample (a volume is its own group), the groups a list "
+            "file names (group=NAME after the paths), each sequence "
             "(the id up to fold_separator), or blocks of fold_block_size consecutive frames of a sequence"
         ),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import shlex
 from dataclasses import dataclass
@@ -21,10 +23,11 @@ class Sample:
     image: Path
     mask: Path | None = None
     label_space: str | None = None  # the description its mask is read with, when not the run's own
+    group: str | None = None  # a list file's ``group=NAME``: what the fold split keeps together
 
     def without_mask(self) -> "Sample":
         """The same sample with its ground truth dropped (what training may see of a reference sample)."""
-        return Sample(self.id, self.image, None)
+        return Sample(self.id, self.image, None, group=self.group)
 
 
 def check_not_dangling(path: Path, what: str = "image") -> None:
@@ -117,14 +120,20 @@ def _from_cityscapes(root: Path, split: str, source: SourceConfig, need_masks: b
     return samples
 
 
-def split_list_line(line: str, where: str, tabbed: bool = False) -> list[str]:
-    """The fields of one list-file line: tab-separated (spaces belong to the paths), or shell-quoted.
+GROUP_FIELD = "group="
+
+
+def split_list_line(line: str, where: str, tabbed: bool = False) -> tuple[list[str], str | None]:
+    """The paths of one list-file line, and its ``group=NAME`` field if it ends with one.
+
+    Fields are tab-separated (spaces belong to the paths), or shell-quoted.
 
     Args:
         tabbed: the file holds a tab somewhere, so every line of it is tab-separated.
 
     Raises:
-        AtsoError: an unclosed quote, or more than two fields (with how to write paths with spaces).
+        AtsoError: an unclosed quote, an empty group, or more than two paths (with how to write paths
+            with spaces).
     """
     fix = "quote paths with spaces (\"my image.png\" mask.png) or separate the two paths with a tab"
     if tabbed or "\t" in line:
@@ -134,16 +143,22 @@ def split_list_line(line: str, where: str, tabbed: bool = False) -> list[str]:
             parts = shlex.split(line)
         except ValueError as exc:
             raise AtsoError(f"{where}: {exc}; {fix}") from exc
+    group = None
+    if len(parts) > 1 and parts[-1].startswith(GROUP_FIELD):
+        group = parts.pop()[len(GROUP_FIELD):]
+        if not group:
+            raise AtsoError(f"{where}: 'group=' names no group; write group=NAME (e.g. group=patient07) or leave it out")
     if len(parts) > 2:
-        raise AtsoError(f"{where}: expected 'image [mask]', got {len(parts)} fields; {fix}")
-    return parts
+        raise AtsoError(f"{where}: expected 'image [mask] [group=NAME]', got {len(parts)} paths; {fix}")
+    return parts, group
 
 
 def read_list_file(path: Path, base_dir: Path | None = None) -> list[Sample]:
-    """Read 'image [mask]' lines; relative paths are relative to ``base_dir`` (default: the file's folder).
+    """Read 'image [mask] [group=NAME]' lines; relative paths are relative to ``base_dir`` (default: the file's folder).
 
     Paths with spaces are quoted (``"a b.png" "a b mask.png"``), or the file is tab-separated: once any
-    line holds a tab, every line splits on tabs only.
+    line holds a tab, every line splits on tabs only. ``group=NAME`` (a clip, a patient) is what
+    ``teacher_student.fold_groups: listed`` keeps in one reference fold.
     """
     from atso.config import read_text_file
 
@@ -158,14 +173,14 @@ def read_list_file(path: Path, base_dir: Path | None = None) -> list[Sample]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = split_list_line(line, f"{path}:{number}", tabbed)
+        parts, group = split_list_line(line, f"{path}:{number}", tabbed)
         if not parts:
             continue
         image = Path(parts[0]) if Path(parts[0]).is_absolute() else base_dir / parts[0]
         mask = None
         if len(parts) == 2:
             mask = Path(parts[1]) if Path(parts[1]).is_absolute() else base_dir / parts[1]
-        samples.append(Sample(file_id(image), image, mask))
+        samples.append(Sample(file_id(image), image, mask, group=group))
     return samples
 
 
@@ -221,7 +236,7 @@ def list_samples(source: SourceConfig, need_masks: bool = True) -> list[Sample]:
         samples = _from_folders(source.images, source.masks, source, need_masks)
         origin = str(source.images)
     if source.description is not None:
-        samples = [Sample(s.id, s.image, s.mask, source.description) for s in samples]
+        samples = [dataclasses.replace(s, label_space=source.description) for s in samples]
     if not samples:
         raise AtsoError(f"{origin}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     return unique_sorted(samples, "sample id", "file stems")

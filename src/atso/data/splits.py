@@ -65,19 +65,22 @@ def sample_groups(samples: list[Sample], grouping: str = "sample", block_size: i
     next door; grouping by sequence, or by blocks of consecutive frames, keeps that promise.
 
     Args:
-        grouping: ``sample`` (each sample alone; a volume is its own group), ``sequence`` (the id up to
+        grouping: ``sample`` (each sample alone; a volume is its own group), ``listed`` (a list file's
+            ``group=NAME`` column: a patient, a clip), ``sequence`` (the id up to
             the first ``separator``: ``0016E5_07959`` -> ``0016E5``) or ``blocks`` (within a sequence,
             ``block_size`` consecutive frames in id order).
     """
     if grouping == "sample":
         return {sample.id: sample.id for sample in samples}
+    if grouping == "listed":  # the list file's group=NAME; a sample without one is a group of its own
+        return {sample.id: f"listed:{sample.group}" if sample.group else sample.id for sample in samples}
     sequences: dict[str, list[str]] = {}
     for sample in sorted(samples, key=lambda s: s.id):
         sequences.setdefault(sample.id.split(separator, 1)[0], []).append(sample.id)
     if grouping == "sequence":
         return {sample_id: name for name, ids in sequences.items() for sample_id in ids}
     if grouping != "blocks":
-        raise AtsoError(f"teacher_student.fold_groups: {grouping!r} is not one of sample, sequence, blocks")
+        raise AtsoError(f"teacher_student.fold_groups: {grouping!r} is not one of sample, listed, sequence, blocks")
     return {
         sample_id: f"{name}#{position // block_size}"
         for name, ids in sequences.items()
