@@ -17,9 +17,10 @@ than an absolute number. The JSON's top level carries the five figures the issue
   labeling, its evaluation) on 2 worker processes over the same jobs in order. Target <= 0.6 on 2
   free cores, with identical metrics.
 * ``contention_slowdown``: ``atso demo --quick`` beside a second one, over its time alone (each
-  process with atso's default threads). Target <= 2.5. ``--contention-spinning`` measures the same
-  with GNU OpenMP's default spinning (``GOMP_SPINCOUNT=300000``, what atso ran with before it set
-  ``OMP_WAIT_POLICY=PASSIVE``), so both the gain and the cost of sleeping threads alone are seen.
+  process with atso's default threads and OpenMP waiting). Target <= 2.5. ``--contention-spincounts``
+  measures the same at other ``GOMP_SPINCOUNT`` values, ``--contention-spinning`` at libgomp's own
+  default (300000, what atso ran with before issue 19: slow, the pair collapses), so both what
+  spinning gains alone and what it costs beside another process are seen.
 
 Besides: labeling memory against |R| (peak RSS of 1k and 10k images: flat), and the CPU options of
 item 5 as ratios against the default code: channels_last (training and labeling), inference_mode
@@ -430,6 +431,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
                         help="--set for both demos of the contention measurement")
     parser.add_argument("--contention-spinning", action="store_true",
                         help="also time the demos with OpenMP's default spinning (GOMP_SPINCOUNT=300000): slow")
+    parser.add_argument("--contention-spincounts", nargs="*", default=[], metavar="N",
+                        help="also time the demos at these GOMP_SPINCOUNT values")
     parser.add_argument("--compile", dest="compile_option", action="store_true",
                         help="also time torch.compile (runtime.compile) for training and labeling")
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs of each timing")

@@ -25,6 +25,7 @@ from atso.data.volumes import read_volume
 from atso.inference.volume_predictor import VolumePredictor
 from atso.models.views import build_view_networks
 from atso.runtime.devices import resolve_device
+from atso.runtime.threads import SPIN_COUNT
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {
@@ -149,19 +150,19 @@ def _wall_times(commands: list[list[str]], environment: dict[str, str], logs: li
     return [float(t) for t in times]  # type: ignore[arg-type]
 
 
-def _environment(spinning: bool) -> dict[str, str]:
-    """atso's defaults (auto threads, passive waiting), or OpenMP's default spinning; PYTHONPATH to this tree."""
+def _environment(spin_count: str | None) -> dict[str, str]:
+    """atso's defaults (auto threads, its own OpenMP waiting), or ``GOMP_SPINCOUNT=spin_count``; PYTHONPATH to this tree."""
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "ATSO_FAULT")}
     environment["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
-    if spinning:
-        environment["GOMP_SPINCOUNT"] = "300000"  # libgomp's own default (~3 ms of spinning), left alone by atso
+    if spin_count is not None:
+        environment["GOMP_SPINCOUNT"] = spin_count  # 300000 is libgomp's own default (atso before issue 19)
     return environment
 
 
-def _solo_and_pair(work: Path, sets: list[str], spinning: bool) -> dict:
-    tag = "spinning" if spinning else "passive"
-    environment = _environment(spinning)
+def _solo_and_pair(work: Path, sets: list[str], spin_count: str | None) -> dict:
+    tag = "default" if spin_count is None else f"spin-{spin_count}"
+    environment = _environment(spin_count)
     (solo,) = _wall_times([_demo_command(work / f"{tag}-solo", sets)], environment, [work / f"{tag}-solo.log"])
     pair = _wall_times([_demo_command(work / f"{tag}-{n}", sets) for n in (1, 2)], environment,
                        [work / f"{tag}-{n}.log" for n in (1, 2)])
@@ -171,17 +172,23 @@ def _solo_and_pair(work: Path, sets: list[str], spinning: bool) -> dict:
 
 
 def contention(args: argparse.Namespace, work: Path) -> tuple[dict, list]:
-    """``atso demo --quick`` alone, then two at once, each with atso's default threads: the slowdown of the slower."""
-    result = _solo_and_pair(work, args.contention_set, spinning=False)
-    result.update({"target": 2.5, "command": " ".join(_demo_command(Path("OUT"), args.contention_set))})
-    rows = [("demo beside a second demo vs alone (s)", f"{max(result['pair_seconds']):.1f}",
+    """``atso demo --quick`` alone, then two at once, each with atso's defaults: the slowdown of the slower.
+
+    ``--contention-spincounts`` repeats it with other ``GOMP_SPINCOUNT`` values, so the choice of
+    atso's default (:data:`atso.runtime.threads.SPIN_COUNT`) is seen against its neighbours: a demo
+    alone is faster the longer idle threads spin, and two at once collapse when they spin too long.
+    """
+    result = _solo_and_pair(work, args.contention_set, None)
+    result.update({"target": 2.5, "command": " ".join(_demo_command(Path("OUT"), args.contention_set)),
+                   "spin_count": SPIN_COUNT})
+    rows = [(f"demo beside a second demo vs alone (s), GOMP_SPINCOUNT={SPIN_COUNT}", f"{max(result['pair_seconds']):.1f}",
              f"{result['solo_seconds']:.1f}", f"{result['slowdown']:.2f}", "<= 2.50")]
-    if args.contention_spinning:
-        spinning = _solo_and_pair(work, args.contention_set, spinning=True)
-        result["spinning"] = spinning
-        result["passive_solo_cost"] = result["solo_seconds"] / spinning["solo_seconds"]  # > 1: sleeping costs alone
-        rows.append(("  the same with OpenMP spinning (s)", f"{max(spinning['pair_seconds']):.1f}",
-                     f"{spinning['solo_seconds']:.1f}", f"{spinning['slowdown']:.2f}", "before"))
-        rows.append(("  demo alone, passive vs spinning (s)", f"{result['solo_seconds']:.1f}",
-                     f"{spinning['solo_seconds']:.1f}", f"{result['passive_solo_cost']:.2f}", "~1"))
+    counts = list(args.contention_spincounts) + (["300000"] if args.contention_spinning else [])
+    result["other_spin_counts"] = {}
+    for count in counts:
+        other = _solo_and_pair(work, args.contention_set, count)
+        other["solo_cost_of_default"] = result["solo_seconds"] / other["solo_seconds"]  # > 1: the default is slower alone
+        result["other_spin_counts"][count] = other
+        rows.append((f"  the same with GOMP_SPINCOUNT={count} (s)", f"{max(other['pair_seconds']):.1f}",
+                     f"{other['solo_seconds']:.1f}", f"{other['slowdown']:.2f}", ""))
     return result, rows

@@ -15,7 +15,7 @@ from atso.config import RuntimeConfig, config_from_dict
 from atso.errors import AtsoError
 from atso.running.run_dir import RunDirectory
 from atso.running.scheduler import WorkerPool, run_parallel, worker_devices
-from atso.runtime.threads import available_cores
+from atso.runtime.threads import SPIN_COUNT, available_cores
 from atso.strategies.plan import build_plan
 
 from conftest import tiny_config
@@ -101,21 +101,21 @@ def test_devices_or_workers():
 def report_environment(run_dir: str, job_id: str, log, device: str, quiet: bool, threads: int | None) -> None:
     """A job function for a worker process: write down the threads and OpenMP settings it runs with."""
     # (Not OMP_NUM_THREADS: importing this module imports conftest, which pins it to 1 for the tests.)
-    seen = {"threads": torch.get_num_threads(), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"), "given": threads}
+    seen = {"threads": torch.get_num_threads(), "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT"), "given": threads}
     with open(os.path.join(run_dir, "environment.json"), "w") as handle:
         json.dump(seen, handle)
 
 
-def test_a_worker_starts_with_its_threads_and_passive_waiting(tmp_path, monkeypatch):
+def test_a_worker_starts_with_its_threads_and_brief_spinning(tmp_path, monkeypatch):
     for variable in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME"):
         monkeypatch.delenv(variable, raising=False)
     first_job = build_plan("atso", 1, 2).jobs[0]  # M0: no inputs, so it is ready at once
     with WorkerPool(["cpu"], 2, report_environment) as pool:
         run_parallel(RunDirectory(tmp_path), [first_job], pool, log=lambda line: None, job_threads={first_job.id: 3})
     seen = json.loads((tmp_path / "environment.json").read_text())
-    # The policy set before the worker loaded torch; the job is handed its own count beside the worker's.
-    assert seen == {"threads": 2, "OMP_WAIT_POLICY": "PASSIVE", "given": 3}
-    assert "OMP_WAIT_POLICY" not in os.environ and os.environ["OMP_NUM_THREADS"] == "1"  # this process's restored
+    # The spin count set before the worker loaded torch; the job is handed its own count beside the worker's.
+    assert seen == {"threads": 2, "GOMP_SPINCOUNT": SPIN_COUNT, "given": 3}
+    assert "GOMP_SPINCOUNT" not in os.environ and os.environ["OMP_NUM_THREADS"] == "1"  # this process's restored
 
 
 def test_a_job_nothing_can_run_beside_takes_every_core_and_the_others_their_share(tiny_dataset, tmp_path, monkeypatch):

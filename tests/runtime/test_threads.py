@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from atso.runtime.threads import (
+    SPIN_COUNT,
     ThreadSetting,
     apply_threads,
     available_cores,
     lone_job_threads,
-    prefer_passive_waiting,
+    prefer_brief_spinning,
     resolve_threads,
     worker_environment,
 )
@@ -61,14 +62,14 @@ def test_apply_threads_sets_torch():
 @pytest.mark.parametrize(
     "environ, expected",
     [
-        ({}, "PASSIVE"),
-        ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),  # the user's choice stays
-        ({"GOMP_SPINCOUNT": "300000"}, None),  # a spin count chosen: no policy imposed over it
+        ({}, SPIN_COUNT),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, None),  # the user's choice of policy: no spin count imposed over it
+        ({"GOMP_SPINCOUNT": "300000"}, "300000"),  # the user's spin count stays
     ],
 )
-def test_idle_threads_sleep_unless_the_user_chose(environ, expected):
-    prefer_passive_waiting(environ)
-    assert environ.get("OMP_WAIT_POLICY") == expected
+def test_idle_threads_spin_briefly_unless_the_user_chose(environ, expected):
+    prefer_brief_spinning(environ)
+    assert environ.get("GOMP_SPINCOUNT") == expected
 
 
 def test_worker_environment_is_set_for_the_start_and_restored(monkeypatch):
@@ -77,8 +78,8 @@ def test_worker_environment_is_set_for_the_start_and_restored(monkeypatch):
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     monkeypatch.delenv("KMP_BLOCKTIME", raising=False)
     with worker_environment(3):
-        assert os.environ["OMP_NUM_THREADS"] == "3" and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert os.environ["OMP_NUM_THREADS"] == "1" and "OMP_WAIT_POLICY" not in os.environ
+        assert os.environ["OMP_NUM_THREADS"] == "3" and os.environ["GOMP_SPINCOUNT"] == SPIN_COUNT
+    assert os.environ["OMP_NUM_THREADS"] == "1" and "GOMP_SPINCOUNT" not in os.environ
 
 
 def test_a_lone_job_takes_every_core_only_when_atso_chose_the_count():

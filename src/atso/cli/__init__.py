@@ -19,6 +19,7 @@ from atso.cli.runs import (
     command_run,
 )
 from atso.errors import AtsoError
+from atso.runtime.threads import prefer_brief_spinning
 from atso.strategies.registry import strategy_names
 
 
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``atso`` console script."""
+    prefer_brief_spinning()  # before PyTorch is imported: OpenMP reads it once (atso.runtime.threads)
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
