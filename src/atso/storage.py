@@ -142,8 +142,8 @@ def atomic_write_text(path: str | Path, text: str, fsync: bool = True) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any, fsync: bool = True) -> Path:
-    """Write an object as indented JSON atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", fsync=fsync)
+    """Write an object as indented JSON atomically, keys in insertion order (per-class dicts in class order)."""
+    return atomic_write_text(path, json.dumps(obj, indent=2) + "\n", fsync=fsync)
 
 
 def atomic_save_torch(path: str | Path, obj: Any) -> Path:

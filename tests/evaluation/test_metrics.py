@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from atso.evaluation.metrics import SegmentationScores, agreement, confusion_matrix, format_scores_table
+from atso.storage import atomic_write_json
 
 # A 2x3 case worked by hand: rows are target classes, columns predicted classes.
 TARGET = np.array([[0, 0, 1], [1, 2, 2]])
@@ -65,6 +66,18 @@ def test_summary_by_hand():
     assert summary["num_cases"] == 1 and summary["num_pixels"] == 6
     assert summary["cases"] == [{"case_id": "case0", "miou": pytest.approx(0.5), "dice": pytest.approx(59 / 90)}]
     json.dumps(summary, allow_nan=False)
+
+
+def test_per_class_dicts_keep_the_class_order_in_a_written_json(tmp_path):
+    classes = ["sky", "building", "pole"]  # not alphabetical, as CamVid's
+    scores = SegmentationScores(classes)
+    scores.add_case(PREDICTION, TARGET, "case0")
+    path = atomic_write_json(tmp_path / "metrics.json", {"test": scores.summary()})
+    text = path.read_text()
+    written = json.loads(text)["test"]
+    for key in ("per_class_iou", "per_class_dice", "per_class_case_dice"):
+        assert list(written[key]) == classes, key
+    assert text.index('"sky"') < text.index('"building"') < text.index('"pole"')
 
 
 def test_absent_class_is_none_and_left_out_of_means():

@@ -19,7 +19,9 @@ from atso import api
 from atso.cli import main
 from atso.config import config_from_dict
 from atso.errors import AtsoError
-from atso.reporting.cases import GREEN, RED, YELLOW, error_overlay
+from atso.reporting.cases import GREEN, RED, YELLOW, CaseChange, error_overlay
+from atso.reporting.render import render_markdown
+from atso.reporting.report import _case_table
 from atso.running.run_dir import RunDirectory
 
 from conftest import tiny_config, write_dataset
@@ -45,7 +47,7 @@ class Page(HTMLParser):
         attrs = dict(attrs)
         self.tags.append(tag)
         if tag == "table":
-            self._table = attrs.get("class", "")
+            self._table = (attrs.get("class") or "").split(" ")[0]  # "cases wide" is a cases table
             self.tables.setdefault(self._table, [])
         elif tag == "tbody":
             self._in_body = True
@@ -134,8 +136,35 @@ def test_classwise_table_has_a_row_per_model_and_a_column_per_class(page, run):
         assert len(rows[label]) == 4, label
 
 
-def test_every_image_is_an_embedded_png(page):
-    assert len(page.images) >= 1 + 3 * 4 * 3  # curves + (image, M0, final) x 4 cases x 3 strategies
+# Made-up per-image scores, so the tiny run's report draws cases: val_000 gains most, val_001 next (but it
+# is val_000's neighbour), val_003 gains, val_002 loses.
+BEFORE_SCORES = {"val_000": 0.5, "val_001": 0.5, "val_002": 0.5, "val_003": 0.5}
+AFTER_SCORES = {"val_000": 0.7, "val_001": 0.65, "val_002": 0.4, "val_003": 0.6}
+
+
+@pytest.fixture(scope="module")
+def drawn(run, tmp_path_factory) -> tuple[Path, Page]:
+    """The tiny run's report rebuilt with :data:`AFTER_SCORES` against :data:`BEFORE_SCORES`."""
+    import atso.reporting.cases
+
+    copy = shutil.copytree(run, tmp_path_factory.mktemp("drawn") / "run")
+
+    def scores(predictor, samples, groups, modality):
+        return {group: BEFORE_SCORES if group == atso.reporting.cases.BEFORE else AFTER_SCORES for group in groups}
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(atso.reporting.cases, "score_cases", scores)
+        api.build_report(copy, log=lambda line: None)
+    parser = Page()
+    parser.feed((copy / "report" / "index.html").read_text())
+    parser.close()
+    return copy, parser
+
+
+def test_every_image_is_an_embedded_png(drawn):
+    _, page = drawn
+    # curves + the class legend + (image, truth, then classes and errors of M0 and final) x 3 cases x 3 strategies
+    assert len(page.images) == 2 + 6 * 3 * 3
     for source in page.images:
         assert source.startswith("data:image/png;base64,")
         image = Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1])))
@@ -143,20 +172,43 @@ def test_every_image_is_an_embedded_png(page):
         image.verify()
 
 
-def test_summary_md_links_images_that_exist(run, page):
+def test_summary_md_links_images_that_exist(drawn):
+    run, page = drawn
     text = (run / "report" / "summary.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert "curves.png" in links and len(links) == len(page.images)
+    assert "curves.png" in links and "class-colours.png" in links and len(links) == len(page.images)
     for link in links:
         assert Image.open(run / "report" / link).format == "PNG"
     assert "| G1 |" in text and "```yaml" in text
 
 
-def test_cases_show_two_gained_and_two_lost_per_strategy(page):
+def test_cases_gain_or_lose_and_are_not_neighbours(drawn):
+    _, page = drawn
     rows = page.tables["cases"]
-    assert len(rows) == 3 * 4
-    assert [row[0].split(":")[0] for row in rows[:4]] == ["best", "best", "worst", "worst"]
-    assert all(re.search(r"mIoU \d+\.\d\d", row[2]) and re.search(r"mIoU \d+\.\d\d", row[3]) for row in rows)
+    assert [row[0] for row in rows] == 3 * ["best: val_000 (+20.00)", "best: val_003 (+10.00)", "worst: val_002 (-10.00)"]
+    for row in rows:
+        assert len(row) == 7  # case, image, truth, M0 classes and errors, final classes and errors
+        assert row[4] == "mIoU 50.00" and re.fullmatch(r"mIoU \d+\.\d\d", row[6])
+
+
+def test_the_class_legend_is_shown_once_above_the_cases(drawn):
+    run, _ = drawn
+    html_text = (run / "report" / "index.html").read_text()
+    assert html_text.count('alt="class colours"') == 1
+    assert html_text.index('alt="class colours"') < html_text.index('<table class="cases wide">')
+    summary = (run / "report" / "summary.md").read_text()
+    assert summary.count("![class colours](class-colours.png)") == 1
+    legend = Image.open(run / "report" / "class-colours.png")
+    assert legend.format == "PNG" and (220, 40, 40) in {c for _, c in legend.convert("RGB").getcolors(1 << 16)}
+
+
+def test_a_direction_without_a_case_says_so_instead_of_showing_one():
+    names = ["image", "before_errors", "after_errors"]
+    lost = CaseChange("vol_003", 0.8, 0.7, {name: np.zeros((4, 4, 3), np.uint8) for name in names})
+    table = _case_table("atso", {"gained": [], "lost": [lost]}, names, "DSC", "volume")
+    assert [row[0] for row in table.rows] == ["Case (DSC change)", "no test volume gained", "worst: vol_003 (-10.00)"]
+    assert table.rows[0][1:] == ["Image", "M0", "atso final"] and table.css == "cases"
+    assert "| no test volume gained |  |  |" in render_markdown("t", [table])
 
 
 def test_wall_times_cover_every_job(page, run):

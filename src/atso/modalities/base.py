@@ -63,6 +63,7 @@ class Modality:
     supports_superclasses = False
     drawing_note = ""  # how the report draws a case, where that needs saying
     slow_to_predict = False  # the report ranks cases by the recorded scores instead of predicting them all
+    case_grouping = "sequence"  # sample_groups' grouping of near-duplicates: the report shows each group once first
 
     def __init__(self, description: DatasetDescription, config: Config | None = None) -> None:
         self.description = description

@@ -51,6 +51,7 @@ class Volumes(Modality):
     labeling_keys_first = ("granularity",)
     drawing_note = " (volumes drawn on the axial slice with the most foreground)"
     slow_to_predict = True
+    case_grouping = "sample"  # la_003 and la_004 are two patients, not two frames of one clip
 
     def list_source(self, source: SourceConfig, need_masks: bool = True) -> list[Sample]:
         return list_volume_source(source, need_masks)

@@ -46,6 +46,12 @@ def curve_points(records: list[dict[str, Any]], strategy: str, key: str, generat
     return sorted(points)
 
 
+def x_ticks(xs: list[int], generations: int) -> list[tuple[int, str]]:
+    """G0..GT, plus 'final' only where a panel has a final point (the final model labels no R: no @R slot)."""
+    ticks = [(t, f"G{t}") for t in range(generations + 1)]
+    return ticks + ([(generations + 1, "final")] if any(x > generations for x in xs) else [])
+
+
 def generation_curves(records: list[dict[str, Any]], strategies: list[str], generations: int) -> bytes:
     """A PNG with three panels (@R, @E, agreement with M0), mIoU % against generation.
 
@@ -58,15 +64,16 @@ def generation_curves(records: list[dict[str, Any]], strategies: list[str], gene
     from matplotlib import pyplot as plt
 
     lines = [s for s in strategies if s != "supervised"]
-    has_final = any(r["generation"] == "final" for r in records)
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=110)
     try:
         for axis, (key, title) in zip(axes, PANELS):
             m0 = [v for x, v in curve_points(records, "shared", key, generations) if x == 0]
             if m0:
                 axis.axhline(m0[0], color="#999999", linestyle=":", linewidth=1.2, label="M0 (supervised)")
+            xs = []
             for strategy in lines:
                 points = curve_points(records, strategy, key, generations)
+                xs += [x for x, _ in points]
                 steps = [(x, v) for x, v in points if x <= generations]
                 finals = [(x, v) for x, v in points if x > generations]
                 colour = COLOURS.get(strategy)
@@ -75,9 +82,9 @@ def generation_curves(records: list[dict[str, Any]], strategies: list[str], gene
                 if finals:
                     axis.plot(*zip(*finals), marker="*", markersize=13, linestyle="none", color=colour,
                               label=f"{strategy} final")
-            ticks = list(range(generations + 1)) + ([generations + 1] if has_final else [])
-            axis.set_xticks(ticks, [f"G{t}" for t in range(generations + 1)] + (["final"] if has_final else []))
-            axis.set_xlim(-0.3, ticks[-1] + 0.3)
+            ticks = x_ticks(xs, generations)
+            axis.set_xticks([x for x, _ in ticks], [label for _, label in ticks])
+            axis.set_xlim(-0.3, ticks[-1][0] + 0.3)
             axis.set_title(title, fontsize=11)
             axis.set_ylabel("mIoU (%)")
             axis.grid(alpha=0.3)

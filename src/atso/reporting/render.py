@@ -97,6 +97,7 @@ table.classwise td:last-child, table.generation td:nth-child(odd):not(:first-chi
 table.cases td { text-align: center; vertical-align: top; }
 table.cases td:first-child { text-align: left; white-space: normal; max-width: 14em; }
 table.cases img { display: block; width: 300px; }
+table.cases.wide td { padding: .3em .25em; } table.cases.wide img { width: 160px; }
 table.time-jobs { font-size: .85em; }
 .figcap { color: #444; font-size: .9em; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: .5em .8em; }

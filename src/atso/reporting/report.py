@@ -21,7 +21,9 @@ from atso.data.description import load_description
 from atso.data.samples import read_list_file
 from atso.errors import AtsoError
 from atso.modalities import for_kind
-from atso.reporting.cases import BEFORE, CaseChange, compare_cases, evenly_spaced
+from atso.reporting.cases import (
+    BEFORE, CaseChange, background_class, class_legend, compare_cases, evenly_spaced, tile_names,
+)
 from atso.reporting.figures import INSTALL_HINT, generation_curves, matplotlib_available
 from atso.reporting.render import Block, Cell, Details, Figure, Heading, Link, Table, Text, figures_of, render_html, render_markdown
 from atso.reporting.tables import classwise_rows, diagnostics_rows, generation_rows, headline_metric
@@ -235,34 +237,56 @@ def _case_blocks(
         heading,
         Text(
             f"Per-{case} {measure} of M0 and of each strategy's final model on the test set"
-            f"{subset}; the two {case}s that gained most and the two that lost most"
-            + modality.drawing_note
-            + ". Yellow: predicted class "
-            "equals the truth; red: truth missed (another class or background predicted); green: a class "
-            "predicted on background (only for datasets with a 'background' class). Ignored pixels are not painted."
+            f"{subset}; up to two {case}s that gained most and up to two that lost most, spread over the test set "
+            "(different clips first, never neighbouring frames of one clip)" + modality.drawing_note + ". "
+            "Error maps: yellow: predicted class equals the truth; red: truth missed (another class or background "
+            "predicted); green: a class predicted on background (only for datasets with a 'background' class). "
+            "Ignored pixels are not painted."
         ),
     ]
+    names = tile_names(description)
+    if "truth" in names:
+        note = "; background shows the image" if background_class(description) is not None else ""
+        blocks.append(Figure("class-colours.png", _png(class_legend(description)), "class colours",
+                             f"Class colours of the truth and prediction tiles{note}."))
     for strategy, picks in changes.items():
         label = " + ".join(finals[strategy])
-        rows: list[list[Cell]] = [[f"Case ({measure} change)", "Image", "M0", f"{strategy} final"]]
-        for direction, picked in picks.items():
-            for change in picked:
-                rows.append(_case_row(strategy, direction, change, measure))
-        blocks += [Heading(f"{strategy}: M0 -> {label}", 3), Table(rows, "cases", text_columns=4)]
+        blocks += [Heading(f"{strategy}: M0 -> {label}", 3), _case_table(strategy, picks, names, measure, case)]
     return blocks
 
 
-def _case_row(strategy: str, direction: str, change: CaseChange, measure: str = "mIoU") -> list[Cell]:
+def _case_table(strategy: str, picks: dict[str, list[CaseChange]], names: list[str], measure: str, case: str) -> Table:
+    headers = {"image": "Image", "truth": "Truth", "before_classes": "M0", "before_errors": "M0 errors",
+               "after_classes": f"{strategy} final", "after_errors": f"{strategy} final errors"}
+    if "truth" not in names:  # one class: the error maps are the only predictions shown
+        headers.update(before_errors="M0", after_errors=f"{strategy} final")
+    rows: list[list[Cell]] = [[f"Case ({measure} change)"] + [headers[name] for name in names]]
+    for direction, picked in picks.items():
+        for change in picked:
+            rows.append(_case_row(strategy, direction, change, names, measure))
+        if not picked:
+            rows.append([f"no test {case} {direction}"] + [""] * len(names))
+    return Table(rows, "cases wide" if len(names) > 3 else "cases", text_columns=len(names) + 1)
+
+
+def _case_row(strategy: str, direction: str, change: CaseChange, names: list[str], measure: str) -> list[Cell]:
     stem = _safe(change.case_id)
-    tiles = change.tiles
-    return [
-        f"{'best' if direction == 'gained' else 'worst'}: {change.case_id} ({100 * change.gain:+.2f})",
-        Figure(f"cases/{stem}.png", _png(tiles["image"]), change.case_id),
-        Figure(f"cases/{stem}-m0.png", _png(tiles["before"]), f"M0 on {change.case_id}",
-               f"{measure} {100 * change.before:.2f}"),
-        Figure(f"cases/{stem}-{_safe(strategy)}.png", _png(tiles["after"]), f"{strategy} on {change.case_id}",
-               f"{measure} {100 * change.after:.2f}"),
-    ]
+    model = {"before": ("M0", "m0", change.before), "after": (strategy, _safe(strategy), change.after)}
+    row: list[Cell] = [f"{'best' if direction == 'gained' else 'worst'}: {change.case_id} ({100 * change.gain:+.2f})"]
+    for name in names:
+        png = _png(change.tiles[name])
+        if name in ("image", "truth"):
+            suffix = "" if name == "image" else "-truth"
+            row.append(Figure(f"cases/{stem}{suffix}.png", png, f"{name} of {change.case_id}"))
+            continue
+        side, kind = name.split("_")
+        shown, file, score = model[side]
+        if kind == "errors":
+            caption = f"{measure} {100 * score:.2f}"
+            row.append(Figure(f"cases/{stem}-{file}.png", png, f"{shown} on {change.case_id}", caption))
+        else:
+            row.append(Figure(f"cases/{stem}-{file}-classes.png", png, f"{shown} classes on {change.case_id}"))
+    return row
 
 
 def _time_blocks(plan: Plan, finished: dict[str, Any]) -> list[Block]:

@@ -245,7 +245,7 @@ class RunDirectory:
 
     def write_metrics_lines(self, records: list[dict[str, Any]]) -> None:
         """Rewrite metrics.jsonl from the finished evaluation jobs (never duplicated by a resume)."""
-        atomic_write_text(self.metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
