@@ -46,25 +46,29 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
+from atso.runtime.threads import prefer_brief_spinning
 
-from atso import api
-from atso.config import config_from_dict
-from atso.data.datasets import IterationBatches, TrainingDataset, TrainingPair
-from atso.data.description import load_description
-from atso.data.samples import Sample
-from atso.data.transforms import Augmentation
-from atso.inference.labeler import label_samples
-from atso.inference.predictor import Predictor
-from atso.models import build_model
-from atso.running.run_dir import RunDirectory
-from atso.running.scheduler import WorkerPool, run_parallel
-from atso.strategies.plan import build_plan
-from atso.runtime.devices import resolve_device
-from atso.runtime.threads import lone_job_threads, resolve_threads
-from atso.training.trainer import AMP_DTYPES, Trainer, TrainingSettings, cross_entropy, poly_factor
+prefer_brief_spinning()  # as the atso command does, before PyTorch loads OpenMP: the timings are atso's defaults
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from atso import api  # noqa: E402
+from atso.config import config_from_dict  # noqa: E402
+from atso.data.datasets import IterationBatches, TrainingDataset, TrainingPair  # noqa: E402
+from atso.data.description import load_description  # noqa: E402
+from atso.data.samples import Sample  # noqa: E402
+from atso.data.transforms import Augmentation  # noqa: E402
+from atso.inference.labeler import label_samples  # noqa: E402
+from atso.inference.predictor import Predictor  # noqa: E402
+from atso.models import build_model  # noqa: E402
+from atso.running.run_dir import RunDirectory  # noqa: E402
+from atso.running.scheduler import WorkerPool, run_parallel  # noqa: E402
+from atso.strategies.plan import build_plan  # noqa: E402
+from atso.runtime.devices import resolve_device  # noqa: E402
+from atso.runtime.threads import lone_job_threads, resolve_threads  # noqa: E402
+from atso.training.trainer import AMP_DTYPES, Trainer, TrainingSettings, cross_entropy, poly_factor  # noqa: E402
 
 DESCRIPTION = "camvid"  # 11 classes; raw mask value 11 is ignored
 ROOT = Path(__file__).resolve().parents[1]
@@ -537,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "cpu": platform.processor() or platform.machine(), "cores": len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity") else os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            if hasattr(os, "sched_getaffinity") else os.cpu_count(), "torch_threads": torch.get_num_threads(), "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT"),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         },
