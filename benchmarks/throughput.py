@@ -64,10 +64,11 @@ from atso.inference.labeler import label_samples  # noqa: E402
 from atso.inference.predictor import Predictor  # noqa: E402
 from atso.models import build_model  # noqa: E402
 from atso.running.run_dir import RunDirectory  # noqa: E402
+from atso.running.runner import job_threads  # noqa: E402
 from atso.running.scheduler import WorkerPool, run_parallel  # noqa: E402
 from atso.strategies.plan import build_plan  # noqa: E402
 from atso.runtime.devices import resolve_device  # noqa: E402
-from atso.runtime.threads import lone_job_threads, resolve_threads  # noqa: E402
+from atso.runtime.threads import resolve_threads  # noqa: E402
 from atso.training.trainer import AMP_DTYPES, Trainer, TrainingSettings, cross_entropy, poly_factor  # noqa: E402
 
 DESCRIPTION = "camvid"  # 11 classes; raw mask value 11 is ignored
@@ -328,7 +329,8 @@ def fold_parallel(args: argparse.Namespace, work: Path) -> dict:
     plan = build_plan("atso", 1, 2)
     generation = [job for job in plan.jobs if job.id.startswith("atso/g1/")]
     setting = resolve_threads("auto", 2)  # each worker's share of the cores
-    per_job = {job.id: lone_job_threads(setting) if job.id in plan.lone_jobs() else setting.count for job in generation}
+    every_job = job_threads(plan, setting)
+    per_job = {job.id: every_job[job.id] for job in generation}
     timings = {}
     # On 2 workers, started beforehand as a run starts them (their start-up is paid once per run);
     # in order with atso's default threads (all the cores: what a user without --workers gets); and in

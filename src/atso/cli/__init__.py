@@ -7,7 +7,7 @@ import sys
 
 from atso import __version__
 from atso.cli.init import add_init_parser
-from atso.cli.inference import add_data_arguments, command_evaluate, command_predict
+from atso.cli.inference import add_data_arguments, add_model_arguments, command_evaluate, command_predict
 from atso.cli.runs import (
     add_config_arguments,
     add_m0_argument,
@@ -60,25 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(handler=command_plan)
 
     evaluate = commands.add_parser("evaluate", help="score a model file on labeled images or volumes")
-    evaluate.add_argument("--checkpoint", required=True, help="model.pt written by atso")
+    add_model_arguments(evaluate)
     add_data_arguments(evaluate, masks=True)
     evaluate.add_argument("--description", help="dataset description (default: the model's own)")
     evaluate.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="scale the network sees")
     evaluate.add_argument("--output", default="evaluation.json", help="JSON file (default: evaluation.json; never replaced without --force)")
     evaluate.add_argument("--force", action="store_true", help="replace an existing --output file")
-    evaluate.add_argument("--batch-size", type=int, default=8)
-    evaluate.add_argument("--device", default="auto")
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bar (the default when stderr is not a terminal)")
     evaluate.set_defaults(handler=command_evaluate)
 
     predict = commands.add_parser("predict", help="write class-index PNGs for images, or NIfTI labels for volumes")
-    predict.add_argument("--checkpoint", required=True, help="model.pt written by atso")
+    add_model_arguments(predict)
     predict.add_argument("--input", required=True, help="an image or a folder of images")
     predict.add_argument("--output", required=True, help="folder for the label maps")
     predict.add_argument("--overlay", action="store_true", help="also write coloured overlays, into OUTPUT/overlays/")
-    predict.add_argument("--batch-size", type=int, default=8)
-    predict.add_argument("--device", default="auto")
-    predict.add_argument("--quiet", action="store_true", help="no progress bar (the default when stderr is not a terminal)")
     predict.set_defaults(handler=command_predict)
 
     job = commands.add_parser("job", help="run one job of an existing run directory")

@@ -90,6 +90,14 @@ def is_quiet(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "quiet", False)) or not sys.stderr.isatty()
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """What every command that runs a saved model takes: the model file, batch, device, progress."""
+    parser.add_argument("--checkpoint", required=True, help="model.pt written by atso")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (the default when stderr is not a terminal)")
+
+
 def add_data_arguments(parser: argparse.ArgumentParser, masks: bool) -> None:
     group = parser.add_argument_group("data (one of)")
     group.add_argument("--data-root", help="a CamVid or Cityscapes root, or a Decathlon task's folder (dataset.json); with --split")

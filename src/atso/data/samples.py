@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from atso.config import SourceConfig
@@ -236,7 +234,7 @@ def list_samples(source: SourceConfig, need_masks: bool = True) -> list[Sample]:
         samples = _from_folders(source.images, source.masks, source, need_masks)
         origin = str(source.images)
     if source.description is not None:
-        samples = [dataclasses.replace(s, label_space=source.description) for s in samples]
+        samples = [replace(s, label_space=source.description) for s in samples]
     if not samples:
         raise AtsoError(f"{origin}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     return unique_sorted(samples, "sample id", "file stems")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -126,7 +126,7 @@ def list_volume_source(source: "SourceConfig", need_masks: bool = True) -> list[
         return list_samples(source, need_masks)  # a list file names its files, whatever they hold
     samples = [s for s in samples if selected(source, s.id)]
     if source.description is not None:
-        samples = [dataclasses.replace(s, label_space=source.description) for s in samples]
+        samples = [replace(s, label_space=source.description) for s in samples]
     if not samples:
         raise AtsoError(f"{source.root or source.images}: no volumes left after include/exclude; check those lists")
     return samples

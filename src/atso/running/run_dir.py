@@ -213,10 +213,6 @@ class RunDirectory:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def is_compare(self) -> bool:
-        """Whether this run directory holds a comparison of all strategies."""
-        return self.plan_options()["compare"]
-
     def plan_options(self) -> dict[str, bool]:
         """How ``make_plan`` rebuilds this directory's plan: ``compare`` (all strategies) and ``m0_only`` (``atso train``)."""
         manifest = read_json(self.manifest_path) if self.manifest_path.is_file() else {}

@@ -23,7 +23,7 @@ from atso.running.stages import STAGES
 from atso.runtime import distributed
 from atso.runtime.determinism import deterministic_algorithms
 from atso.runtime.faults import maybe_crash
-from atso.runtime.threads import apply_threads, lone_job_threads, resolve_threads
+from atso.runtime.threads import ThreadSetting, apply_threads, lone_job_threads, resolve_threads
 from atso.storage import atomic_write_text, read_json
 from atso.strategies.plan import EvaluateJob, Job, Plan
 
@@ -52,11 +52,10 @@ def run_plan(context: RunContext, run_elsewhere: JobFunction, only: str | None =
             raise AtsoError(
                 "runtime.workers / runtime.devices: parallel jobs do not combine with torchrun; use one or the other"
             )
-        alone = lone_job_threads(setting)
-        per_job = {job.id: alone if job.id in plan.lone_jobs() else setting.count for job in jobs}
-        if any(not run_dir.is_finished(job.id) for job in jobs):
+        finished = run_dir.finished_jobs()
+        if any(job.id not in finished for job in jobs):
             with WorkerPool(devices, setting.count, run_elsewhere) as pool:
-                run_parallel(run_dir, jobs, pool, log=context.log, job_threads=per_job)
+                run_parallel(run_dir, jobs, pool, log=context.log, job_threads=job_threads(plan, setting))
     else:
         for job in jobs:
             run_job(job, context)
@@ -64,6 +63,15 @@ def run_plan(context: RunContext, run_elsewhere: JobFunction, only: str | None =
         # Under the run directory's lock, so of two job processes the last writer sees both jobs finished.
         with run_dir.locked():
             run_dir.write_metrics_lines(records(run_dir, plan))
+
+
+def job_threads(plan: Plan, setting: ThreadSetting) -> dict[str, int]:
+    """Each job's intra-op threads on parallel workers: every core for a job nothing can run beside, else the share.
+
+    A function of the plan and the setting alone, so a job's numbers never depend on what ran beside it.
+    """
+    lone, alone = plan.lone_jobs(), lone_job_threads(setting)
+    return {job.id: alone if job.id in lone else setting.count for job in plan.jobs}
 
 
 def run_job(job: Job, context: RunContext) -> None:
