@@ -21,6 +21,7 @@ from atso.config.runtime import RuntimeConfig, check_device, is_device_name
 from atso.config.training import (
     EvaluationConfig,
     ModelConfig,
+    ReliabilityConfig,
     StrongAugmentationConfig,
     TeacherStudentConfig,
     TrainConfig,
@@ -29,7 +30,7 @@ from atso.errors import AtsoError
 
 __all__ = [
     "MAX_INPUT_SIDE", "VIEWS", "Config", "DataConfig", "EvaluationConfig", "Float", "Int", "ModelConfig",
-    "RuntimeConfig", "SourceConfig", "StrongAugmentationConfig", "TeacherStudentConfig", "TrainConfig",
+    "ReliabilityConfig", "RuntimeConfig", "SourceConfig", "StrongAugmentationConfig", "TeacherStudentConfig", "TrainConfig",
     "VolumeConfig", "apply_overrides", "check_device", "check_paths", "check_input_size", "config_from_dict", "dump_config",
     "is_device_name", "load_config", "parse_override", "read_text_file", "read_yaml",
 ]

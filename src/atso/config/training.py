@@ -100,6 +100,22 @@ def _registered_strategies() -> tuple[str, ...]:
     return strategy_names()
 
 
+class ReliabilityConfig(_Section):
+    """ST++'s image-level selection (Yang et al., CVPR 2022): students learn from the reliable part of R first.
+
+    Every model keeps ``snapshots`` earlier checkpoints (at 1/(n+1), 2/(n+1), ... of its training). A
+    pseudo-labeled sample's reliability is the mean IoU between its teacher's final prediction and each
+    earlier checkpoint's: labels the teacher kept changing its mind about are the likeliest wrong. A
+    student trains on S plus the most reliable ``share`` of each fold for ``first_iterations`` of its
+    schedule, then on S plus all of R.
+    """
+
+    enabled: bool = Field(default=False, description="rank pseudo-labeled samples by stability and train on the stable ones first")
+    snapshots: Int = Field(default=2, ge=1, le=8, description="earlier checkpoints each model keeps for the ranking")
+    share: Float = Field(default=0.5, gt=0, le=1, description="the most reliable share of each pseudo-labeled fold trained on first")
+    first_iterations: Float = Field(default=0.5, gt=0, lt=1, description="share of a student's iterations on S plus that share alone")
+
+
 class TeacherStudentConfig(_Section):
     """Which strategy, how many generations and reference folds, and how pseudo-labels are made."""
 
@@ -122,6 +138,9 @@ class TeacherStudentConfig(_Section):
         description="keep each class's most confident share of pseudo-labeled pixels, ignore the rest (class-balanced)",
     )
     label_flip: bool = Field(default=False, description="teachers label with the mean of the image and its mirror image")
+    reliability: ReliabilityConfig = Field(
+        default_factory=ReliabilityConfig, description="ST++ selection: train on the teacher's stable pseudo-labels first"
+    )
     final_labels: Literal["cross", "last"] = Field(
         default="cross",
         description="ATSO final model: 'cross' = folds relabeled by the last students; 'last' = the labels they trained on",

@@ -61,6 +61,16 @@ def check_m0_source(source: str | Path, config: Config, labeled: list[Sample] | 
             f"{lead}: its M0 was trained with a different {', '.join(changed[:4])}; M0 depends on data (but test "
             "and unlabeled), model and train (but the student_* settings): use the same values, or drop --m0"
         )
+    reliability = config.teacher_student.reliability
+    if reliability.enabled:
+        # Its snapshots must be those this run would have taken: as many, at the same iterations.
+        kept = directory.load_config().teacher_student.reliability
+        if not kept.enabled or kept.snapshots != reliability.snapshots:
+            raise AtsoError(
+                f"{lead}: teacher_student.reliability needs {reliability.snapshots} earlier checkpoints of M0, and that "
+                "M0 kept " + (f"{kept.snapshots}" if kept.enabled else "none") + "; train it with the same "
+                "teacher_student.reliability settings, or drop --m0"
+            )
     recorded = directory.splits / "labeled.txt"
     if labeled is not None and recorded.is_file():
         if [s.image.resolve() for s in read_list_file(recorded)] != [s.image.resolve() for s in labeled]:
@@ -73,8 +83,11 @@ def adopt_m0(source: RunDirectory, run_dir: RunDirectory) -> bool:
     if run_dir.is_finished(M0):
         return False
     origin, target = source.model_path(M0), run_dir.model_path(M0)
-    with open(origin, "rb") as model_file:
-        atomic_write(target, lambda handle: shutil.copyfileobj(model_file, handle))
+    k = 1
+    while source.snapshot_path(M0, k).is_file():  # its earlier checkpoints too (teacher_student.reliability)
+        _copy(source.snapshot_path(M0, k), run_dir.snapshot_path(M0, k))
+        k += 1
+    _copy(origin, target)
     record = source.finished_jobs()[M0]
     outputs = dict(record.get("outputs") or {})
     outputs.update({
@@ -84,3 +97,8 @@ def adopt_m0(source: RunDirectory, run_dir: RunDirectory) -> bool:
     })
     run_dir.mark_finished(M0, outputs, 0.0)
     return True
+
+
+def _copy(origin: Path, target: Path) -> None:
+    with open(origin, "rb") as model_file:
+        atomic_write(target, lambda handle: shutil.copyfileobj(model_file, handle))

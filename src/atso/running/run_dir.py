@@ -67,6 +67,10 @@ class RunDirectory:
     def model_path(self, job_id: str) -> Path:
         return self.job_dir(job_id) / "model.pt"
 
+    def snapshot_path(self, job_id: str, index: int) -> Path:
+        """A model's ``index``-th earlier checkpoint (teacher_student.reliability), loadable like its model file."""
+        return self.job_dir(job_id) / f"snapshot-{index}.pt"
+
     def labels_dir(self, job_id: str) -> Path:
         return self.job_dir(job_id) / "labels"
 

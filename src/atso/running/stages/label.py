@@ -7,10 +7,15 @@ from typing import Any
 import numpy as np
 
 from atso.errors import AtsoError
+from atso.checkpoints import load_model
 from atso.inference.labeler import class_balanced_thresholds, label_samples
+from atso.inference.reliability import snapshot_name, stability_scores
 from atso.running.context import RunContext
 from atso.runtime import distributed
+from atso.storage import atomic_write_json, read_json
 from atso.strategies.plan import LabelJob
+
+RELIABILITY_FILE = "reliability.json"  # in a labeling's folder: sample id -> stability score
 
 
 def label(job: LabelJob, context: RunContext) -> dict[str, Any]:
@@ -49,9 +54,52 @@ def label(job: LabelJob, context: RunContext) -> dict[str, Any]:
             fault_point=f"label:{job.id}", desc=f"{job.id} R{fold}", superclass_table=table,
             suffix=context.modality.label_suffix,
         )
+    reliability = _reliability(job, context, space.num_classes, table) if selection.reliability.enabled else None
     # label_samples returns once its files are on disk; rank 0 records the job only when every rank's are.
     distributed.barrier()
     outputs: dict[str, Any] = {"labels": relative, "samples": len(context.split.reference)}
     if thresholds:
         outputs["class_thresholds"] = thresholds
+    if reliability is not None:
+        outputs["reliability"] = reliability
     return outputs
+
+
+def _reliability(job: LabelJob, context: RunContext, num_classes: int, superclass_table) -> dict[str, Any]:
+    """Score every labeled sample's stability (ST++) into the labeling's ``reliability.json``; summarise it.
+
+    Every process scores whole folds, so all agree without exchanging scores; rank 0 writes the file.
+    A file already there is complete (written atomically) and is read back instead.
+    """
+    path = context.run_dir.labels_dir(job.id) / RELIABILITY_FILE
+    snapshots = context.config.teacher_student.reliability.snapshots
+    if path.is_file():
+        scores = read_json(path)
+    else:
+        teachers = sorted(job.inputs)
+        models = context.load_models(teachers)
+        for teacher in teachers:
+            for k in range(1, snapshots + 1):
+                snapshot = context.run_dir.snapshot_path(teacher, k)
+                if not snapshot.is_file():
+                    raise AtsoError(
+                        f"{snapshot}: teacher_student.reliability needs the teacher's earlier checkpoints, and {teacher} "
+                        "was trained without them; train it with teacher_student.reliability.enabled: true"
+                    )
+                models[snapshot_name(teacher, k)] = load_model(snapshot, context.device)[0]
+        predictor = context.predictor(models, labeling=True)
+        scores = {}
+        for fold, fold_teachers in job.teachers:
+            samples = [s.without_mask() for s in context.split.reference_folds[fold - 1]]
+            scores.update(stability_scores(
+                predictor, samples, list(fold_teachers), snapshots, num_classes,
+                desc=f"{job.id} R{fold} reliability", superclass_table=superclass_table,
+            ))
+        if distributed.is_main():
+            atomic_write_json(path, scores)
+    values = np.array(list(scores.values()), dtype=np.float64)
+    return {
+        "file": str(path.relative_to(context.run_dir.path)),
+        "mean": round(float(values.mean()), 4) if values.size else None,
+        "min": round(float(values.min()), 4) if values.size else None,
+    }

@@ -4,6 +4,10 @@ A model trains part by part (:meth:`atso.modalities.base.Modality.parts`): an im
 part; a volume model one network per view. A named part that finished is kept as
 ``network-<part>.pt`` in the job's folder until the model file is written, so a run killed while
 training the next part resumes without redoing it.
+
+With ``teacher_student.reliability`` (ST++) every model also keeps earlier snapshots, which rank the
+pseudo-labels it writes as a teacher, and a student trains on S plus the reliable share of each of
+its folds first, then on S plus all of them.
 """
 
 from __future__ import annotations
@@ -16,19 +20,24 @@ import torch
 from atso.checkpoints import load_pretrained, load_weights, save_model
 from atso.config import Config
 from atso.modalities import Part
+from atso.inference.reliability import most_reliable
 from atso.running.context import RunContext
+from atso.running.stages.label import RELIABILITY_FILE
 from atso.runtime import distributed
 from atso.runtime.determinism import job_seed
-from atso.storage import atomic_save_torch, load_torch, make_folder
+from atso.storage import atomic_save_torch, load_torch, make_folder, read_json
 from atso.strategies.plan import TrainJob
+from atso.training.callbacks import SaveSnapshots, StagedData, snapshot_iterations
 from atso.training.losses import LossFunction, segmentation_loss
-from atso.training.trainer import LogTo, Trainer, TrainingSettings
+from atso.training.trainer import Callback, LogTo, Trainer, TrainingSettings
 
 
 def train(job: TrainJob, context: RunContext) -> dict[str, Any]:
     """Train the job's model and write its model file; return the manifest's outputs."""
     config, run_dir, modality = context.config, context.run_dir, context.modality
     pairs, coarse = training_pairs(job, context)
+    reliability = config.teacher_student.reliability
+    first_pairs = training_pairs(job, context, reliable_only=True)[0] if reliability.enabled and job.pseudo else None
     seed = job_seed(config.train.seed, job.id)
     torch.manual_seed(seed)
     model = modality.build_network()
@@ -46,29 +55,46 @@ def train(job: TrainJob, context: RunContext) -> dict[str, Any]:
     examples = iterations_here = 0
     started = time.perf_counter()
     for part in parts:
-        part_losses, part_examples, part_iterations = _train_part(job, part, pairs, seed, settings, loss_fn, context)
+        part_losses, part_examples, part_iterations = _train_part(job, part, pairs, first_pairs, seed, settings, loss_fn, context)
         losses += part_losses
         examples += part_examples
         iterations_here += part_iterations
     seconds = time.perf_counter() - started
     if distributed.is_main():
         pseudo = [list(p) for p in job.pseudo]
-        save_model(run_dir.model_path(job.id), model, context.model_info({"job": job.id, "init": job.init, "pseudo": pseudo}))
+        info = context.model_info({"job": job.id, "init": job.init, "pseudo": pseudo})
+        if reliability.enabled:
+            _save_snapshots(job, model, parts, info, context)
+        save_model(run_dir.model_path(job.id), model, info)
         for part in parts:
             _state_path(context, job, part).unlink(missing_ok=True)
             if part.key is not None:
                 (run_dir.job_dir(job.id) / f"network-{part.key}.pt").unlink(missing_ok=True)
+            for k in range(1, reliability.snapshots + 1):
+                _part_snapshot(context, job, part, k).unlink(missing_ok=True)
+    outputs: dict[str, Any] = {}
+    if first_pairs is not None:
+        outputs["reliable_first"] = {
+            "pairs": sum(p.target_is_pseudo for p in first_pairs),
+            "of": sum(p.target_is_pseudo for p in pairs),
+            "iterations": _switch_iteration(settings.iterations, reliability.first_iterations),
+        }
     return {
         "model": str(run_dir.model_path(job.id).relative_to(run_dir.path)),
         "training_pairs": len(pairs),
         "iterations": settings.iterations,
         "final_loss": losses[-1] if losses else None,
         **modality.training_outputs(examples, iterations_here, seconds),
+        **outputs,
     }
 
 
-def training_pairs(job: TrainJob, context: RunContext) -> tuple[list[Any], bool]:
-    """S with its ground truth, then each pseudo-labeled fold's images with their labels; and whether any is super-class."""
+def training_pairs(job: TrainJob, context: RunContext, reliable_only: bool = False) -> tuple[list[Any], bool]:
+    """S with its ground truth, then each pseudo-labeled fold's images with their labels; and whether any is super-class.
+
+    With ``reliable_only``, each fold gives only its ``teacher_student.reliability.share`` of samples
+    its labeling scored most stable.
+    """
     modality, split, labels = context.modality, context.split, context.labels
     pairs = [
         modality.training_pair(s.id, s.image, s.mask, False, mask_description=labels.mask_description(s))  # type: ignore[arg-type]
@@ -79,7 +105,12 @@ def training_pairs(job: TrainJob, context: RunContext) -> tuple[list[Any], bool]
         labels_dir = context.run_dir.labels_dir(labeling)
         offset = labels.description.num_classes if context.granularity(labeling) == "super" else 0
         coarse = coarse or bool(offset)
-        for sample in split.reference_folds[fold - 1]:
+        samples = split.reference_folds[fold - 1]
+        if reliable_only:
+            scores = read_json(labels_dir / RELIABILITY_FILE)
+            chosen = set(most_reliable([s.id for s in samples], scores, context.config.teacher_student.reliability.share))
+            samples = [s for s in samples if s.id in chosen]
+        for sample in samples:
             # Only the image of a reference sample travels: its ground truth never reaches training.
             image_only = sample.without_mask()
             target = labels_dir / f"{sample.id}{modality.label_suffix}"
@@ -113,9 +144,45 @@ def _state_path(context: RunContext, job: TrainJob, part: Part):
     return context.run_dir.job_dir(job.id) / ("state.pt" if part.key is None else f"state-{part.key}.pt")
 
 
+def _part_snapshot(context: RunContext, job: TrainJob, part: Part, index: int):
+    """A part's weights at its ``index``-th snapshot iteration, kept until the job's snapshot models are written."""
+    return context.run_dir.job_dir(job.id) / (f"weights-{index}.pt" if part.key is None else f"weights-{index}-{part.key}.pt")
+
+
+def _save_snapshots(job: TrainJob, model: torch.nn.Module, parts: list[Part], info, context: RunContext) -> None:
+    """Write the model at each snapshot (every part at its own), then put the final weights back."""
+    final = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    for k in range(1, context.config.teacher_student.reliability.snapshots + 1):
+        for part in parts:
+            part.network.load_state_dict(load_torch(_part_snapshot(context, job, part, k)))
+        save_model(context.run_dir.snapshot_path(job.id, k), model, info)
+    model.load_state_dict(final)
+
+
+def _switch_iteration(iterations: int, share: float) -> int:
+    return min(iterations - 1, max(1, round(iterations * share)))
+
+
+def _callbacks(
+    job: TrainJob, part: Part, first_pairs: list[Any] | None, seed: int, settings: TrainingSettings, context: RunContext
+) -> list[Callback]:
+    """ST++'s additions to a part's training: snapshots to rank its labels by, the reliable share first."""
+    reliability = context.config.teacher_student.reliability
+    if not reliability.enabled:
+        return []
+    iterations = snapshot_iterations(settings.iterations, reliability.snapshots)
+    callbacks: list[Callback] = [
+        SaveSnapshots([(it, _part_snapshot(context, job, part, k)) for k, it in enumerate(iterations, start=1)])
+    ]
+    if first_pairs is not None:
+        first = context.modality.training_dataset(first_pairs, student=True, seed=seed, part=part)
+        callbacks.append(StagedData(first, _switch_iteration(settings.iterations, reliability.first_iterations)))
+    return callbacks
+
+
 def _train_part(
-    job: TrainJob, part: Part, pairs: list[Any], seed: int, settings: TrainingSettings,
-    loss_fn: LossFunction | None, context: RunContext,
+    job: TrainJob, part: Part, pairs: list[Any], first_pairs: list[Any] | None, seed: int,
+    settings: TrainingSettings, loss_fn: LossFunction | None, context: RunContext,
 ) -> tuple[list[float], int, int]:
     """Train one part; return its losses, its training examples and the iterations this process ran."""
     finished = context.run_dir.job_dir(job.id) / f"network-{part.key}.pt"
@@ -132,7 +199,8 @@ def _train_part(
     with context.training_log(name) as on_log:
         trainer = Trainer(
             part.network, dataset, settings, state_path, name, loss_fn=loss_fn,
-            callbacks=[LogTo(on_log)] if on_log is not None else [], fault_point=fault_point,
+            callbacks=[*([LogTo(on_log)] if on_log is not None else []), *_callbacks(job, part, first_pairs, seed, settings, context)],
+            fault_point=fault_point,
             metadata={"config": context.config.to_dict()},
         )
         losses = trainer.run()
