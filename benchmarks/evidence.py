@@ -18,6 +18,7 @@ stopped, and a finished one only rewrites its tables.
     python benchmarks/evidence.py left-atrium-8 --jobs 2   # 8 of 60 volumes labeled, 3 seeds
     python benchmarks/evidence.py camvid-12 --jobs 2       # 12 of 335 CamVid frames labeled, 3 seeds
     python benchmarks/evidence.py camvid-12 --seeds 0 --set train.student_iterations=300   # a variant
+    python benchmarks/evidence.py camvid-12 --m0-from bench_out/m0s --set ...   # a variant on M0s trained before
 
 Data roots are the configs' (``../shared/datasets`` beside the repository); point them elsewhere
 with ``--set data.train.root=...`` (and the test / unlabeled sources), e.g. to score on a test split.
@@ -477,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-full", action="store_true", help="skip the full-supervision bound")
     parser.add_argument("--jobs", type=int, default=1, help="chains run at once (give each OMP_NUM_THREADS cores)")
     parser.add_argument("--tables-only", action="store_true", help="run nothing: rebuild the tables from finished runs")
+    parser.add_argument("--m0-from", metavar="DIR", help=(
+        "DIR/seed<S>/m0 is an 'atso train' run of this experiment's config and seed: each compare starts from "
+        "its M0 ('atso compare --m0') instead of training it again (a variant of the students' recipe)"
+    ))
     args = parser.parse_args(argv)
     experiment = EXPERIMENTS[args.experiment]
     seeds = tuple(args.seeds or experiment.seeds)
@@ -507,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     def seed_runs(seed: int) -> list[tuple[str, Path, list[str]]]:
         """A seed's compare, then its control: the same M0 plus a student's stage on S alone."""
         compare_dir = out / f"seed{seed}" / "compare"
-        compare = ("compare", compare_dir, [*atso, "compare", experiment.config, "--out", str(compare_dir), *flags(seed_overrides(seed))])
+        m0_source = ["--m0", str(Path(args.m0_from).resolve() / f"seed{seed}" / "m0")] if args.m0_from else []
+        compare = ("compare", compare_dir, [*atso, "compare", experiment.config, "--out", str(compare_dir), *m0_source, *flags(seed_overrides(seed))])
         return [compare, stage_run("control", seed, (), compare_dir / m0)]
 
     def full_runs(seed: int) -> list[tuple[str, Path, list[str]]]:

@@ -119,3 +119,23 @@ def test_the_control_and_the_bound_train_a_students_stage_from_their_m0(tmp_path
     assert summary["over_control"]["atso"]["mean"] == pytest.approx(0.52 - 0.44)
     assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.62 - 0.44)
     assert json.loads((tmp_path / "results" / "toy.json").read_text())["command"] == f"python benchmarks/evidence.py toy --out {out} --results {tmp_path / 'results'}"
+
+
+def test_m0_from_starts_each_compare_from_that_seeds_trained_m0(tmp_path, monkeypatch):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data": {"train": {"images": "i", "masks": "m"}}, "train": {"iterations": 10}}))
+    toy = evidence.Experiment(config=str(config), recipe=(), full=None, seeds=(0, 1), note="toy")
+    monkeypatch.setitem(evidence.EXPERIMENTS, "toy", toy)
+    commands = {}
+
+    def fake_run(command, log, run_dir):
+        commands[f"{run_dir.parent.name}/{run_dir.name}"] = command
+        _finished_run(run_dir, _records(0.40, 0.45, 0.48, 0.50, 0.52) if run_dir.name == "compare" else _one(0.44))
+        return 1.0
+
+    monkeypatch.setattr(evidence, "_run", fake_run)
+    evidence.main(["toy", "--out", str(tmp_path / "out"), "--results", str(tmp_path / "r"), "--m0-from", str(tmp_path / "m0s")])
+    for seed in (0, 1):
+        compare = commands[f"seed{seed}/compare"]
+        assert compare[compare.index("--m0") + 1] == str(tmp_path / "m0s" / f"seed{seed}" / "m0")
+        assert "--m0" not in commands[f"seed{seed}/control"]  # the control starts from the compare's copy
