@@ -479,8 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="chains run at once (give each OMP_NUM_THREADS cores)")
     parser.add_argument("--tables-only", action="store_true", help="run nothing: rebuild the tables from finished runs")
     parser.add_argument("--m0-from", metavar="DIR", help=(
-        "DIR/seed<S>/m0 is an 'atso train' run of this experiment's config and seed: each compare starts from "
-        "its M0 ('atso compare --m0') instead of training it again (a variant of the students' recipe)"
+        "DIR/seed<S>/m0, where it exists, is an 'atso train' run of this experiment's config and seed: that "
+        "seed's compare starts from its M0 ('atso compare --m0') instead of training it again (a variant of the "
+        "students' recipe); other seeds train their own"
     ))
     args = parser.parse_args(argv)
     experiment = EXPERIMENTS[args.experiment]
@@ -512,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     def seed_runs(seed: int) -> list[tuple[str, Path, list[str]]]:
         """A seed's compare, then its control: the same M0 plus a student's stage on S alone."""
         compare_dir = out / f"seed{seed}" / "compare"
-        m0_source = ["--m0", str(Path(args.m0_from).resolve() / f"seed{seed}" / "m0")] if args.m0_from else []
+        trained = Path(args.m0_from).resolve() / f"seed{seed}" / "m0" if args.m0_from else None
+        m0_source = ["--m0", str(trained)] if trained is not None and trained.is_dir() else []
         compare = ("compare", compare_dir, [*atso, "compare", experiment.config, "--out", str(compare_dir), *m0_source, *flags(seed_overrides(seed))])
         return [compare, stage_run("control", seed, (), compare_dir / m0)]
 
