@@ -13,6 +13,11 @@ import torch
 from atso import api
 from atso.checkpoints import load_model
 from atso.config import config_from_dict
+from atso.data.description import load_description
+from atso.data.images import read_label_map, read_mask
+from atso.data.samples import read_list_file
+from atso.evaluation.metrics import SegmentationScores
+from atso.inference.reliability import most_reliable
 from atso.errors import AtsoError
 from atso.running.run_dir import RunDirectory
 from atso.strategies.plan import M0
@@ -44,6 +49,17 @@ def test_models_keep_snapshots_and_labelings_score_every_sample(tiny_dataset, tm
     assert len(scores) == len(reference) and all(0.0 <= s <= 1.0 for s in scores.values())
     summary = run_dir.finished_jobs()["g0/labels"]["outputs"]["reliability"]
     assert summary["min"] == pytest.approx(min(scores.values()), abs=1e-4)
+    # @R of the share trained on first, and of the rest, each over its own samples.
+    g0 = json.loads(run_dir.metrics_file("g0/eval").read_text())
+    description = load_description(tiny_dataset / "shapes.yaml")
+    folds = [read_list_file(run_dir.splits / f"reference_fold_{k}.txt") for k in (1, 2)]
+    chosen = {i for fold in folds for i in most_reliable([s.id for s in fold], scores, 0.5)}
+    for name, wanted in (("reliable", True), ("unreliable", False)):
+        part = SegmentationScores(description.classes, 255)
+        for sample in (s for fold in folds for s in fold if (s.id in chosen) == wanted):
+            labels = read_label_map(run_dir.labels_dir("g0/labels") / f"{sample.id}.png", 3)
+            part.add_case(labels, read_mask(sample.mask, description), unlabeled=255)
+        assert g0[f"reference_{name}_miou"] == pytest.approx(part.summary()["miou"])
 
 
 def test_students_train_on_each_folds_most_stable_share_first(tiny_dataset, tmp_path, monkeypatch):

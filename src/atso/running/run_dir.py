@@ -74,6 +74,10 @@ class RunDirectory:
     def labels_dir(self, job_id: str) -> Path:
         return self.job_dir(job_id) / "labels"
 
+    def reliability_path(self, labeling: str) -> Path:
+        """A labeling's stability score per sample (teacher_student.reliability): sample id -> score."""
+        return self.labels_dir(labeling) / "reliability.json"
+
     def metrics_file(self, job_id: str) -> Path:
         return self.job_dir(job_id) / "metrics.json"
 

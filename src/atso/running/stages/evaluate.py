@@ -19,6 +19,7 @@ import numpy as np
 from atso.data.samples import Sample
 from atso.evaluation.metrics import SegmentationScores, mean_of_defined
 from atso.inference.predictor import Prediction
+from atso.inference.reliability import most_reliable
 from atso.running.context import RunContext
 from atso.runtime import distributed
 from atso.storage import atomic_write_json, fsync_files, read_json
@@ -132,6 +133,9 @@ def score_labeling(labeling: str, previous: str | None, context: RunContext) -> 
     coarse_names = modality.superclass_names()
     scores = modality.scores(names, ignore)
     coarse_scores = SegmentationScores(coarse_names, ignore) if coarse_names else None
+    reliable = _reliable_samples(labeling, context)
+    # With ST++'s selection, @R of the reliable share and of the rest: whether the ranking finds the better labels.
+    by_reliability = {True: modality.scores(names, ignore), False: modality.scores(names, ignore)} if reliable is not None else {}
     changed = compared = 0
     scored = False
     for sample in context.split.reference:
@@ -143,6 +147,8 @@ def score_labeling(labeling: str, previous: str | None, context: RunContext) -> 
             # Over every pixel: a filtered-out pseudo-label is a miss of its class, not left out of the score.
             if not coarse:
                 scores.add_case(pseudo, truth, sample.id, unlabeled=ignore)
+                if reliable is not None:
+                    by_reliability[sample.id in reliable].add_case(pseudo, truth, sample.id, unlabeled=ignore)
             if coarse_scores is not None:
                 coarse_labels = pseudo if coarse else labels.to_superclasses(pseudo)
                 coarse_scores.add_case(coarse_labels, labels.to_superclasses(truth), sample.id, unlabeled=ignore)
@@ -160,6 +166,9 @@ def score_labeling(labeling: str, previous: str | None, context: RunContext) -> 
         if "labeled_fraction" in summary:  # labels were filtered: the kept share, and @R on the kept alone
             result["reference_labeled_fraction"] = summary["labeled_fraction"]
             result[f"reference_kept_{modality.headline[0][0]}"] = scores.labeled_only().summary()[modality.headline[0][1]]
+        for is_reliable, part in by_reliability.items():
+            name = "reliable" if is_reliable else "unreliable"
+            result[f"reference_{name}_{modality.headline[0][0]}"] = part.summary()[modality.headline[0][1]]
     if scored and coarse_scores is not None:
         result["reference_super"] = _summary(coarse_scores)
         result["reference_super_miou"] = result["reference_super"]["miou"]
@@ -168,6 +177,18 @@ def score_labeling(labeling: str, previous: str | None, context: RunContext) -> 
         result["changed_fraction"] = changed / compared
     first = {key: result.pop(key) for key in modality.labeling_keys_first if key in result}
     return {**first, **result}
+
+
+def _reliable_samples(labeling: str, context: RunContext) -> set[str] | None:
+    """The samples of each fold a student trains on first (``teacher_student.reliability``), if they were scored."""
+    path = context.run_dir.reliability_path(labeling)
+    if not context.config.teacher_student.reliability.enabled or not path.is_file():
+        return None
+    scores, share = read_json(path), context.config.teacher_student.reliability.share
+    chosen: set[str] = set()
+    for fold in context.split.reference_folds:
+        chosen.update(most_reliable([s.id for s in fold if s.id in scores], scores, share))
+    return chosen
 
 
 def _summary(scores: Any, with_cases: bool = False) -> dict[str, Any]:

@@ -15,8 +15,6 @@ from atso.runtime import distributed
 from atso.storage import atomic_write_json, read_json
 from atso.strategies.plan import LabelJob
 
-RELIABILITY_FILE = "reliability.json"  # in a labeling's folder: sample id -> stability score
-
 
 def label(job: LabelJob, context: RunContext) -> dict[str, Any]:
     """Write the job's pseudo-label files (resuming per file); return the manifest's outputs."""
@@ -66,12 +64,12 @@ def label(job: LabelJob, context: RunContext) -> dict[str, Any]:
 
 
 def _reliability(job: LabelJob, context: RunContext, num_classes: int, superclass_table) -> dict[str, Any]:
-    """Score every labeled sample's stability (ST++) into the labeling's ``reliability.json``; summarise it.
+    """Score every labeled sample's stability (ST++) into the labeling's reliability file; summarise it.
 
     Every process scores whole folds, so all agree without exchanging scores; rank 0 writes the file.
     A file already there is complete (written atomically) and is read back instead.
     """
-    path = context.run_dir.labels_dir(job.id) / RELIABILITY_FILE
+    path = context.run_dir.reliability_path(job.id)
     snapshots = context.config.teacher_student.reliability.snapshots
     if path.is_file():
         scores = read_json(path)

@@ -22,7 +22,6 @@ from atso.config import Config
 from atso.modalities import Part
 from atso.inference.reliability import most_reliable
 from atso.running.context import RunContext
-from atso.running.stages.label import RELIABILITY_FILE
 from atso.runtime import distributed
 from atso.runtime.determinism import job_seed
 from atso.storage import atomic_save_torch, load_torch, make_folder, read_json
@@ -107,7 +106,7 @@ def training_pairs(job: TrainJob, context: RunContext, reliable_only: bool = Fal
         coarse = coarse or bool(offset)
         samples = split.reference_folds[fold - 1]
         if reliable_only:
-            scores = read_json(labels_dir / RELIABILITY_FILE)
+            scores = read_json(context.run_dir.reliability_path(labeling))
             chosen = set(most_reliable([s.id for s in samples], scores, context.config.teacher_student.reliability.share))
             samples = [s for s in samples if s.id in chosen]
         for sample in samples:
