@@ -93,7 +93,7 @@ def test_a_run_killed_after_a_snapshot_resumes_to_the_same_numbers(tiny_dataset,
     reference = tmp_path / "straight"
     _run(_config(tiny_dataset), reference)
     out = tmp_path / "killed"
-    run_until_killed(config, out, "train:g0/m0:5")  # past M0's first snapshot (4 of 12), before its checkpoint at 6
+    run_until_killed(config, out, "train:g0/m0:7")  # resumes from the checkpoint at 6, past M0's first snapshot (4 of 12)
     _run(_config(tiny_dataset), out)
     lines = lambda path: (path / "metrics.jsonl").read_text()  # noqa: E731
     assert lines(out) == lines(reference)
@@ -107,6 +107,38 @@ def test_an_m0_without_snapshots_is_refused_before_anything_is_written(tiny_data
     with pytest.raises(AtsoError, match=r"--m0 .*m0: teacher_student.reliability needs 2 earlier checkpoints of M0, and that M0 kept none"):
         _run(_config(tiny_dataset), tmp_path / "run", m0=source)
     assert not (tmp_path / "run").exists()
+
+
+def test_an_m0_whose_snapshot_is_gone_is_refused(tiny_dataset, tmp_path):
+    source = tmp_path / "m0"
+    _run(_config(tiny_dataset), source, m0_only=True)
+    RunDirectory(source).snapshot_path(M0, 2).unlink()
+    with pytest.raises(AtsoError, match=r"--m0 .*m0: .*snapshot-2\.pt"):
+        _run(_config(tiny_dataset), tmp_path / "run", m0=source)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_corrupt_snapshot_of_a_finished_job_stops_a_resume(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    _run(_config(tiny_dataset), out, m0_only=True)
+    RunDirectory(out).snapshot_path(M0, 1).write_bytes(b"not a model")
+    with pytest.raises(AtsoError, match=r"snapshot-1\.pt.*job g0/m0 is recorded finished: restore its snapshot-1\.pt"):
+        _run(_config(tiny_dataset), out, m0_only=True)
+
+
+def test_only_models_that_label_keep_snapshots(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    _run(_config(tiny_dataset, strategy="atso"), out)
+    run_dir = RunDirectory(out)
+    assert run_dir.snapshot_path("atso/g1/student-1", 2).is_file()  # it labels a fold for the final model
+    assert not list(run_dir.job_dir("atso/final/model").glob("snapshot-*"))  # it labels nothing
+    extra = torch.load(run_dir.snapshot_path(M0, 2), weights_only=True)["extra"]
+    assert (extra["snapshot"], extra["iteration"]) == (2, 8)  # 2/3 of M0's 12 iterations: told apart from model.pt
+
+
+def test_snapshots_need_schedules_longer_than_their_count(tiny_dataset):
+    with pytest.raises(AtsoError, match=r"^config: teacher_student.reliability keeps 2 earlier checkpoints .*\(the shortest trains 2\)"):
+        config_from_dict(tiny_config(tiny_dataset, train={"student_iterations": 2}, teacher_student=RELIABILITY))
 
 
 def test_an_m0_with_snapshots_brings_them_along(tiny_dataset, tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
 from atso.config.base import Float, Int, _Section
 from atso.config.data import MAX_INPUT_SIDE, VIEWS, DataConfig, SourceConfig, VolumeConfig, check_input_size
@@ -47,6 +47,18 @@ class Config(_Section):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     # How each path was written (file or --set, before resolving), for "not found" lines.
     _written_paths: dict[str, WrittenPath] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _snapshots_fit_the_schedules(self) -> "Config":
+        reliability, train = self.teacher_student.reliability, self.train
+        shortest = min(train.iterations, train.student_iterations or train.iterations)
+        if reliability.enabled and shortest <= reliability.snapshots:
+            raise ValueError(
+                f"teacher_student.reliability keeps {reliability.snapshots} earlier checkpoints of each model, so every "
+                f"model needs more iterations than that (the shortest trains {shortest}); lower "
+                "teacher_student.reliability.snapshots or raise train.iterations / train.student_iterations"
+            )
+        return self
 
     def __eq__(self, other: object) -> bool:
         """Equal settings; how a path was written (kept for error messages) does not count."""
@@ -92,8 +104,9 @@ def _describe_error(exc: ValidationError, source: str, options: list[tuple[list[
         message += f", not {first['input']}; .inf and .nan are not settings"
     if first["type"] in ("tuple_type", "too_short", "too_long"):
         message += _pair_hint(first, loc)
-    where = f"'{key}'" if key else "config"
-    return AtsoError(f"{source}: {where}: {message}")
+    if not key:  # a check across sections (its message names the keys)
+        return AtsoError(f"{source}: {message}")
+    return AtsoError(f"{source}: '{key}': {message}")
 
 
 def _source_of(loc: tuple, source: str, options: list[tuple[list[str], str]]) -> str:

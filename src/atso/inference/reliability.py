@@ -8,11 +8,14 @@ the likeliest wrong. Scores here are per sample (an image, or a whole volume aft
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
 from atso.data.samples import Sample
+from atso.errors import AtsoError
 from atso.inference.predictor import Predictor
+from atso.storage import read_json
 
 
 def agreement_iou(a: np.ndarray, b: np.ndarray, num_classes: int) -> float:
@@ -63,3 +66,19 @@ def most_reliable(sample_ids: list[str], scores: dict[str, float], share: float)
     ranked = sorted(range(len(sample_ids)), key=lambda i: (-scores[sample_ids[i]], i))
     chosen = set(ranked[:count])
     return [sample_id for i, sample_id in enumerate(sample_ids) if i in chosen]
+
+
+def read_scores(path: Path, sample_ids: list[str]) -> dict[str, float]:
+    """A labeling's scores (sample id -> stability), checked to cover ``sample_ids``.
+
+    Raises:
+        AtsoError: the file is missing, unreadable or lacks a sample (naming the file and the fix).
+    """
+    fix = "restore it, or start again with a new --out"
+    if not path.is_file():
+        raise AtsoError(f"{path}: the labeling's reliability scores are missing from the run directory; {fix}")
+    scores = read_json(path)
+    missing = [sample_id for sample_id in sample_ids if not isinstance(scores, dict) or sample_id not in scores]
+    if missing:
+        raise AtsoError(f"{path}: no reliability score for sample {missing[0]}; {fix}")
+    return scores

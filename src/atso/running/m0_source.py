@@ -71,6 +71,11 @@ def check_m0_source(source: str | Path, config: Config, labeled: list[Sample] | 
                 "M0 kept " + (f"{kept.snapshots}" if kept.enabled else "none") + "; train it with the same "
                 "teacher_student.reliability settings, or drop --m0"
             )
+        for k in range(1, reliability.snapshots + 1):
+            try:
+                verify_model_file(directory.snapshot_path(M0, k))
+            except AtsoError as exc:
+                raise AtsoError(f"{lead}: {exc}") from exc
     recorded = directory.splits / "labeled.txt"
     if labeled is not None and recorded.is_file():
         if [s.image.resolve() for s in read_list_file(recorded)] != [s.image.resolve() for s in labeled]:
@@ -83,10 +88,10 @@ def adopt_m0(source: RunDirectory, run_dir: RunDirectory) -> bool:
     if run_dir.is_finished(M0):
         return False
     origin, target = source.model_path(M0), run_dir.model_path(M0)
-    k = 1
-    while source.snapshot_path(M0, k).is_file():  # its earlier checkpoints too (teacher_student.reliability)
-        _copy(source.snapshot_path(M0, k), run_dir.snapshot_path(M0, k))
-        k += 1
+    kept = source.load_config().teacher_student.reliability
+    for k in range(1, kept.snapshots + 1 if kept.enabled else 1):  # its earlier checkpoints (teacher_student.reliability)
+        if source.snapshot_path(M0, k).is_file():  # checked before when this run needs them
+            _copy(source.snapshot_path(M0, k), run_dir.snapshot_path(M0, k))
     _copy(origin, target)
     record = source.finished_jobs()[M0]
     outputs = dict(record.get("outputs") or {})

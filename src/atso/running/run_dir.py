@@ -8,7 +8,9 @@ Layout::
       plan.txt              the plan as a table
       splits/               labeled.txt, reference_fold_K.txt, test.txt ('image [mask]' lines)
       jobs/<job id>/        model.pt (+ state.pt while training), labels/*.png, metrics.json,
-                            .lock (held by the process running the job)
+                            .lock (held by the process running the job); with teacher_student.reliability
+                            a teacher's snapshot-K.pt (+ weights-K[-view].pt while training) and a
+                            labeling's labels/reliability.json
       jobs/g0/m0/test_labels/  M0's predictions of the test set, written by the first evaluation that
                             predicts M0 and read by the later ones (complete.json written last)
       metrics.jsonl         one line per evaluation job, in plan order
@@ -142,7 +144,7 @@ class RunDirectory:
         return removed
 
     def verify_finished_models(self) -> None:
-        """Read each finished job's ``model.pt`` once, so a corrupt one stops a resume before any work starts.
+        """Read each finished job's ``model.pt`` (and snapshots) once, so a corrupt one stops a resume before any work starts.
 
         Raises:
             AtsoError: a model file recorded as finished is missing, truncated or not atso's (the line names it).
@@ -150,16 +152,16 @@ class RunDirectory:
         from atso.checkpoints import verify_model_file
 
         for job_id, record in self.finished_jobs().items():
-            model = (record.get("outputs") or {}).get("model") if isinstance(record, dict) else None
-            if not isinstance(model, str):
-                continue
-            path = self.path / model
-            try:
-                verify_model_file(path)
-            except AtsoError as exc:
-                raise AtsoError(
-                    f"{exc}; job {job_id} is recorded finished: restore its model.pt, or start again with a new --out"
-                ) from exc
+            outputs = (record.get("outputs") or {}) if isinstance(record, dict) else {}
+            model, snapshots = outputs.get("model"), outputs.get("snapshots") or []
+            for relative in ([model] if isinstance(model, str) else []) + [s for s in snapshots if isinstance(s, str)]:
+                path = self.path / relative
+                try:
+                    verify_model_file(path)
+                except AtsoError as exc:
+                    raise AtsoError(
+                        f"{exc}; job {job_id} is recorded finished: restore its {path.name}, or start again with a new --out"
+                    ) from exc
 
     def load_config(self) -> Config:
         """The config saved in this run directory."""

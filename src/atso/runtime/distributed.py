@@ -102,18 +102,28 @@ def barrier() -> None:
         dist.barrier()
 
 
+def _all_reduce(tensor: torch.Tensor, operation: str) -> torch.Tensor:
+    """Reduce in place; NCCL reduces GPU tensors only, so a CPU tensor (counts, scores) travels through this GPU."""
+    if not is_distributed():
+        return tensor
+    op = {"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN}[operation]
+    if dist.get_backend() == "nccl" and tensor.device.type == "cpu":
+        on_device = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(on_device, op=op)
+        tensor.copy_(on_device.cpu())
+    else:
+        dist.all_reduce(tensor, op=op)
+    return tensor
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over all processes in place and return it (unchanged alone)."""
-    if is_distributed():
-        dist.all_reduce(tensor)
-    return tensor
+    return _all_reduce(tensor, "sum")
 
 
 def all_reduce_min(tensor: torch.Tensor) -> torch.Tensor:
     """Minimum of ``tensor`` over all processes, in place (unchanged alone)."""
-    if is_distributed():
-        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
-    return tensor
+    return _all_reduce(tensor, "min")
 
 
 def shard(items: list, rank: int | None = None, size: int | None = None) -> list:

@@ -122,6 +122,10 @@ class Plan:
             )
         }
 
+    def teachers(self) -> set[str]:
+        """The models that pseudo-label some fold, and M0 (which another run may start from and label with)."""
+        return {M0}.union(*(set(job.inputs) for job in self.jobs if isinstance(job, LabelJob)))
+
     def final_models(self) -> dict[str, list[str]]:
         """The model(s) each strategy delivers: its last evaluated models."""
         return {strategy: list(self.evaluations(strategy)[-1].models) for strategy in self.strategies}

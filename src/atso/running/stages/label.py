@@ -6,8 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from atso.errors import AtsoError
+import torch
+
 from atso.checkpoints import load_model
+from atso.errors import AtsoError
 from atso.inference.labeler import class_balanced_thresholds, label_samples
 from atso.inference.reliability import snapshot_name, stability_scores
 from atso.running.context import RunContext
@@ -18,7 +20,8 @@ from atso.strategies.plan import LabelJob
 
 def label(job: LabelJob, context: RunContext) -> dict[str, Any]:
     """Write the job's pseudo-label files (resuming per file); return the manifest's outputs."""
-    predictor = context.predictor(context.load_models(list(job.inputs)), labeling=True)
+    teacher_models = context.load_models(list(job.inputs))
+    predictor = context.predictor(teacher_models, labeling=True)
     out_dir = context.run_dir.labels_dir(job.id)
     description, superclass_table = context.description, context.labels.superclass_table
     coarse = job.granularity == "super"
@@ -52,7 +55,7 @@ def label(job: LabelJob, context: RunContext) -> dict[str, Any]:
             fault_point=f"label:{job.id}", desc=f"{job.id} R{fold}", superclass_table=table,
             suffix=context.modality.label_suffix,
         )
-    reliability = _reliability(job, context, space.num_classes, table) if selection.reliability.enabled else None
+    reliability = _reliability(job, context, teacher_models, space.num_classes, table) if selection.reliability.enabled else None
     # label_samples returns once its files are on disk; rank 0 records the job only when every rank's are.
     distributed.barrier()
     outputs: dict[str, Any] = {"labels": relative, "samples": len(context.split.reference)}
@@ -63,36 +66,41 @@ def label(job: LabelJob, context: RunContext) -> dict[str, Any]:
     return outputs
 
 
-def _reliability(job: LabelJob, context: RunContext, num_classes: int, superclass_table) -> dict[str, Any]:
+def _reliability(
+    job: LabelJob, context: RunContext, teachers: dict[str, torch.nn.Module], num_classes: int, superclass_table
+) -> dict[str, Any]:
     """Score every labeled sample's stability (ST++) into the labeling's reliability file; summarise it.
 
-    Every process scores whole folds, so all agree without exchanging scores; rank 0 writes the file.
-    A file already there is complete (written atomically) and is read back instead.
+    Under torchrun each process scores its share of each fold and the scores are summed into place,
+    so every process holds them all; rank 0 writes the file. A file already there is complete
+    (written atomically) and is read back instead.
     """
     path = context.run_dir.reliability_path(job.id)
     snapshots = context.config.teacher_student.reliability.snapshots
     if path.is_file():
         scores = read_json(path)
     else:
-        teachers = sorted(job.inputs)
-        models = context.load_models(teachers)
-        for teacher in teachers:
+        models = dict(teachers)
+        for teacher in sorted(teachers):
             for k in range(1, snapshots + 1):
                 snapshot = context.run_dir.snapshot_path(teacher, k)
                 if not snapshot.is_file():
                     raise AtsoError(
-                        f"{snapshot}: teacher_student.reliability needs the teacher's earlier checkpoints, and {teacher} "
-                        "was trained without them; train it with teacher_student.reliability.enabled: true"
+                        f"{snapshot}: teacher_student.reliability ranks {teacher}'s labels by its earlier checkpoints, "
+                        "and this one is missing from the run directory; restore it, or start again with a new --out"
                     )
                 models[snapshot_name(teacher, k)] = load_model(snapshot, context.device)[0]
         predictor = context.predictor(models, labeling=True)
         scores = {}
         for fold, fold_teachers in job.teachers:
             samples = [s.without_mask() for s in context.split.reference_folds[fold - 1]]
-            scores.update(stability_scores(
-                predictor, samples, list(fold_teachers), snapshots, num_classes,
+            mine = stability_scores(
+                predictor, distributed.shard(samples), list(fold_teachers), snapshots, num_classes,
                 desc=f"{job.id} R{fold} reliability", superclass_table=superclass_table,
-            ))
+            )
+            values = torch.tensor([mine.get(s.id, 0.0) for s in samples], dtype=torch.float64)
+            values = distributed.all_reduce_sum(values)  # each sample is scored by one process alone
+            scores.update({s.id: float(v) for s, v in zip(samples, values.tolist())})
         if distributed.is_main():
             atomic_write_json(path, scores)
     values = np.array(list(scores.values()), dtype=np.float64)

@@ -5,9 +5,9 @@ part; a volume model one network per view. A named part that finished is kept as
 ``network-<part>.pt`` in the job's folder until the model file is written, so a run killed while
 training the next part resumes without redoing it.
 
-With ``teacher_student.reliability`` (ST++) every model also keeps earlier snapshots, which rank the
-pseudo-labels it writes as a teacher, and a student trains on S plus the reliable share of each of
-its folds first, then on S plus all of them.
+With ``teacher_student.reliability`` (ST++) every teacher (and M0, which a later run may label with)
+also keeps earlier snapshots, which rank the pseudo-labels it writes, and a student trains on S plus
+the reliable share of each of its folds first, then on S plus all of them.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import torch
 from atso.checkpoints import load_pretrained, load_weights, save_model
 from atso.config import Config
 from atso.modalities import Part
-from atso.inference.reliability import most_reliable
+from atso.inference.reliability import most_reliable, read_scores
 from atso.running.context import RunContext
 from atso.runtime import distributed
 from atso.runtime.determinism import job_seed
-from atso.storage import atomic_save_torch, load_torch, make_folder, read_json
+from atso.storage import atomic_save_torch, load_torch, make_folder
 from atso.strategies.plan import TrainJob
 from atso.training.callbacks import SaveSnapshots, StagedData, snapshot_iterations
 from atso.training.losses import LossFunction, segmentation_loss
@@ -62,8 +62,8 @@ def train(job: TrainJob, context: RunContext) -> dict[str, Any]:
     if distributed.is_main():
         pseudo = [list(p) for p in job.pseudo]
         info = context.model_info({"job": job.id, "init": job.init, "pseudo": pseudo})
-        if reliability.enabled:
-            _save_snapshots(job, model, parts, info, context)
+        if _keeps_snapshots(job, context):
+            _save_snapshots(job, model, parts, settings, context)
         save_model(run_dir.model_path(job.id), model, info)
         for part in parts:
             _state_path(context, job, part).unlink(missing_ok=True)
@@ -72,6 +72,10 @@ def train(job: TrainJob, context: RunContext) -> dict[str, Any]:
             for k in range(1, reliability.snapshots + 1):
                 _part_snapshot(context, job, part, k).unlink(missing_ok=True)
     outputs: dict[str, Any] = {}
+    if _keeps_snapshots(job, context):
+        outputs["snapshots"] = [
+            str(run_dir.snapshot_path(job.id, k).relative_to(run_dir.path)) for k in range(1, reliability.snapshots + 1)
+        ]
     if first_pairs is not None:
         outputs["reliable_first"] = {
             "pairs": sum(p.target_is_pseudo for p in first_pairs),
@@ -106,7 +110,7 @@ def training_pairs(job: TrainJob, context: RunContext, reliable_only: bool = Fal
         coarse = coarse or bool(offset)
         samples = split.reference_folds[fold - 1]
         if reliable_only:
-            scores = read_json(context.run_dir.reliability_path(labeling))
+            scores = read_scores(context.run_dir.reliability_path(labeling), [s.id for s in samples])
             chosen = set(most_reliable([s.id for s in samples], scores, context.config.teacher_student.reliability.share))
             samples = [s for s in samples if s.id in chosen]
         for sample in samples:
@@ -148,12 +152,19 @@ def _part_snapshot(context: RunContext, job: TrainJob, part: Part, index: int):
     return context.run_dir.job_dir(job.id) / (f"weights-{index}.pt" if part.key is None else f"weights-{index}-{part.key}.pt")
 
 
-def _save_snapshots(job: TrainJob, model: torch.nn.Module, parts: list[Part], info, context: RunContext) -> None:
+def _keeps_snapshots(job: TrainJob, context: RunContext) -> bool:
+    """Whether the job's model keeps earlier snapshots: with ST++'s selection, if it ever labels."""
+    return context.config.teacher_student.reliability.enabled and job.id in context.plan.teachers()
+
+
+def _save_snapshots(job: TrainJob, model: torch.nn.Module, parts: list[Part], settings: TrainingSettings, context: RunContext) -> None:
     """Write the model at each snapshot (every part at its own), then put the final weights back."""
     final = {key: value.detach().clone() for key, value in model.state_dict().items()}
-    for k in range(1, context.config.teacher_student.reliability.snapshots + 1):
+    iterations = snapshot_iterations(settings.iterations, context.config.teacher_student.reliability.snapshots)
+    for k, iteration in enumerate(iterations, start=1):
         for part in parts:
             part.network.load_state_dict(load_torch(_part_snapshot(context, job, part, k)))
+        info = context.model_info({"job": job.id, "snapshot": k, "iteration": iteration})
         save_model(context.run_dir.snapshot_path(job.id, k), model, info)
     model.load_state_dict(final)
 
@@ -167,12 +178,10 @@ def _callbacks(
 ) -> list[Callback]:
     """ST++'s additions to a part's training: snapshots to rank its labels by, the reliable share first."""
     reliability = context.config.teacher_student.reliability
-    if not reliability.enabled:
-        return []
-    iterations = snapshot_iterations(settings.iterations, reliability.snapshots)
-    callbacks: list[Callback] = [
-        SaveSnapshots([(it, _part_snapshot(context, job, part, k)) for k, it in enumerate(iterations, start=1)])
-    ]
+    callbacks: list[Callback] = []
+    if _keeps_snapshots(job, context):
+        iterations = snapshot_iterations(settings.iterations, reliability.snapshots)
+        callbacks.append(SaveSnapshots([(it, _part_snapshot(context, job, part, k)) for k, it in enumerate(iterations, start=1)]))
     if first_pairs is not None:
         first = context.modality.training_dataset(first_pairs, student=True, seed=seed, part=part)
         callbacks.append(StagedData(first, _switch_iteration(settings.iterations, reliability.first_iterations)))
