@@ -80,3 +80,17 @@ def test_staged_data_trains_on_the_first_dataset_until_the_switch(tiny_dataset, 
     settings = TrainingSettings(iterations=6, lr=0.05, checkpoint_every=6, quiet=True, log_every=6)
     Trainer(_model(), full, settings, tmp_path / "state.pt", "t", callbacks=[StagedData(first, 4), Watch()]).run()
     assert seen == [(0, True), (1, True), (2, True), (3, True), (4, False), (5, False)]
+
+
+def test_a_switch_at_the_end_keeps_the_first_dataset_throughout(tiny_dataset, tmp_path):
+    first, full = _dataset(tiny_dataset, 2), _dataset(tiny_dataset, 6)
+    used = []
+
+    class Watch(Callback):
+        def on_batch(self, trainer, batch):
+            used.append(trainer.current_dataset is first)
+            return batch
+
+    settings = TrainingSettings(iterations=4, lr=0.05, checkpoint_every=4, quiet=True, log_every=4)
+    Trainer(_model(), full, settings, tmp_path / "state.pt", "t", callbacks=[StagedData(first, 4), Watch()]).run()
+    assert used == [True] * 4  # teacher_student.reliability.first_iterations: 1 trains on the stable share only

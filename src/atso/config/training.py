@@ -113,7 +113,9 @@ class ReliabilityConfig(_Section):
     enabled: bool = Field(default=False, description="rank pseudo-labeled samples by stability and train on the stable ones first")
     snapshots: Int = Field(default=2, ge=1, le=8, description="earlier checkpoints each model keeps for the ranking")
     share: Float = Field(default=0.5, gt=0, le=1, description="the most reliable share of each pseudo-labeled fold trained on first")
-    first_iterations: Float = Field(default=0.5, gt=0, lt=1, description="share of a student's iterations on S plus that share alone")
+    first_iterations: Float = Field(
+        default=0.5, gt=0, le=1, description="share of a student's iterations on S plus that share alone (1: never all of R)"
+    )
 
 
 class TeacherStudentConfig(_Section):

@@ -170,7 +170,8 @@ def _save_snapshots(job: TrainJob, model: torch.nn.Module, parts: list[Part], se
 
 
 def _switch_iteration(iterations: int, share: float) -> int:
-    return min(iterations - 1, max(1, round(iterations * share)))
+    """Where a student turns from the reliable share to all of R; at ``iterations`` (share 1) it never does."""
+    return min(iterations, max(1, round(iterations * share)))
 
 
 def _callbacks(
