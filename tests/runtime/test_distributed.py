@@ -61,8 +61,10 @@ def _numbers(record, prefix=""):
         yield prefix, float(record)
 
 
-def test_two_process_ddp_equals_one_process_and_only_rank_0_writes(tiny_dataset, tmp_path):
-    config = tiny_config(tiny_dataset, train=TRAIN)
+# With ST++'s selection too: snapshots written by rank 0, each rank scoring its share of every fold.
+@pytest.mark.parametrize("reliability", [False, True], ids=["plain", "reliable-first"])
+def test_two_process_ddp_equals_one_process_and_only_rank_0_writes(tiny_dataset, tmp_path, reliability):
+    config = tiny_config(tiny_dataset, train=TRAIN, teacher_student={"reliability": {"enabled": reliability}})
     single = tmp_path / "single"
     api.run(config_from_dict(config), single, log=lambda line: None, report=False)
 
@@ -104,9 +106,16 @@ def test_two_process_ddp_equals_one_process_and_only_rank_0_writes(tiny_dataset,
     written = {rank: [Path(p) for p in json.loads((tmp_path / f"rank{rank}.json").read_text())] for rank in (0, 1)}
     assert written[1], "rank 1 labeled nothing"
     assert all(path.parent.name == "labels" and path.suffix == ".png" for path in written[1]), written[1]
-    assert {p.name for p in written[0] if p.suffix == ".pt"} == {"model.pt", "state.pt"}
+    snapshots = {"snapshot-1.pt", "snapshot-2.pt", "weights-1.pt", "weights-2.pt"} if reliability else set()
+    assert {p.name for p in written[0] if p.suffix == ".pt"} == {"model.pt", "state.pt"} | snapshots
+    if reliability:  # every sample scored once, by one rank, and summed: the scores of one process
+        for labeling in ("g0/labels", "atso/g1/labels"):
+            want = json.loads(RunDirectory(single).reliability_path(labeling).read_text())
+            have = json.loads(RunDirectory(out).reliability_path(labeling).read_text())
+            assert have.keys() == want.keys() and all(have[k] == pytest.approx(want[k], abs=1e-3) for k in want)
     for labeling in ("g0/labels", "atso/g1/labels"):
-        by_rank = [{p.name for p in written[rank] if p.parent == RunDirectory(out).labels_dir(labeling)} for rank in (0, 1)]
+        folder = RunDirectory(out).labels_dir(labeling)
+        by_rank = [{p.name for p in written[rank] if p.parent == folder and p.suffix == ".png"} for rank in (0, 1)]
         assert not by_rank[0] & by_rank[1]
         assert by_rank[0] | by_rank[1] == {p.name for p in RunDirectory(single).labels_dir(labeling).glob("*.png")}
     assert not list(out.rglob("*.tmp"))
