@@ -101,20 +101,19 @@ def test_a_run_killed_after_a_snapshot_resumes_to_the_same_numbers(tiny_dataset,
         assert RunDirectory(out).snapshot_path(M0, k).read_bytes() == RunDirectory(reference).snapshot_path(M0, k).read_bytes()
 
 
-def test_an_m0_without_snapshots_is_refused_before_anything_is_written(tiny_dataset, tmp_path):
-    source = tmp_path / "m0"
-    _run(tiny_config(tiny_dataset, teacher_student={"strategy": "stso", "generations": 1}), source, m0_only=True)
-    with pytest.raises(AtsoError, match=r"--m0 .*m0: teacher_student.reliability needs 2 earlier checkpoints of M0, and that M0 kept none"):
-        _run(_config(tiny_dataset), tmp_path / "run", m0=source)
-    assert not (tmp_path / "run").exists()
-
-
-def test_an_m0_whose_snapshot_is_gone_is_refused(tiny_dataset, tmp_path):
-    source = tmp_path / "m0"
-    _run(_config(tiny_dataset), source, m0_only=True)
-    RunDirectory(source).snapshot_path(M0, 2).unlink()
-    with pytest.raises(AtsoError, match=r"--m0 .*m0: .*snapshot-2\.pt"):
-        _run(_config(tiny_dataset), tmp_path / "run", m0=source)
+@pytest.mark.parametrize("source, message", [
+    ("trained without them", r"--m0 .*m0: teacher_student.reliability needs 2 earlier checkpoints of M0, and that M0 kept none"),
+    ("one deleted since", r"--m0 .*m0: .*snapshot-2\.pt"),
+])
+def test_an_m0_without_its_snapshots_is_refused_before_anything_is_written(tiny_dataset, tmp_path, source, message):
+    m0 = tmp_path / "m0"
+    if source == "trained without them":
+        _run(tiny_config(tiny_dataset, teacher_student={"strategy": "stso", "generations": 1}), m0, m0_only=True)
+    else:
+        _run(_config(tiny_dataset), m0, m0_only=True)
+        RunDirectory(m0).snapshot_path(M0, 2).unlink()
+    with pytest.raises(AtsoError, match=message):
+        _run(_config(tiny_dataset), tmp_path / "run", m0=m0)
     assert not (tmp_path / "run").exists()
 
 
