@@ -82,3 +82,9 @@ def read_scores(path: Path, sample_ids: list[str]) -> dict[str, float]:
     if missing:
         raise AtsoError(f"{path}: no reliability score for sample {missing[0]}; {fix}")
     return scores
+
+
+def reliable_share(path: Path, folds: list[list[str]], share: float) -> set[str]:
+    """The samples of each fold a student trains on first: its ``share`` a labeling scored most stable."""
+    scores = read_scores(path, [sample_id for fold in folds for sample_id in fold])
+    return {sample_id for fold in folds for sample_id in most_reliable(fold, scores, share)}

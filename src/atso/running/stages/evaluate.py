@@ -19,7 +19,7 @@ import numpy as np
 from atso.data.samples import Sample
 from atso.evaluation.metrics import SegmentationScores, mean_of_defined
 from atso.inference.predictor import Prediction
-from atso.inference.reliability import most_reliable, read_scores
+from atso.inference.reliability import reliable_share
 from atso.running.context import RunContext
 from atso.runtime import distributed
 from atso.storage import atomic_write_json, fsync_files, read_json
@@ -184,11 +184,8 @@ def _reliable_samples(labeling: str, context: RunContext) -> set[str] | None:
     path = context.run_dir.reliability_path(labeling)
     if not context.config.teacher_student.reliability.enabled or not path.is_file():
         return None
-    scores = read_scores(path, [s.id for s in context.split.reference])
-    chosen: set[str] = set()
-    for fold in context.split.reference_folds:
-        chosen.update(most_reliable([s.id for s in fold], scores, context.config.teacher_student.reliability.share))
-    return chosen
+    folds = [[s.id for s in fold] for fold in context.split.reference_folds]
+    return reliable_share(path, folds, context.config.teacher_student.reliability.share)
 
 
 def _summary(scores: Any, with_cases: bool = False) -> dict[str, Any]:

@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 import torch
 
 from atso.checkpoints import load_model
 from atso.errors import AtsoError
 from atso.inference.labeler import class_balanced_thresholds, label_samples
-from atso.inference.reliability import snapshot_name, stability_scores
+from atso.inference.reliability import read_scores, snapshot_name, stability_scores
 from atso.running.context import RunContext
 from atso.runtime import distributed
-from atso.storage import atomic_write_json, read_json
+from atso.storage import atomic_write_json
 from atso.strategies.plan import LabelJob
 
 
@@ -78,7 +77,7 @@ def _reliability(
     path = context.run_dir.reliability_path(job.id)
     snapshots = context.config.teacher_student.reliability.snapshots
     if path.is_file():
-        scores = read_json(path)
+        scores = read_scores(path, [s.id for fold, _ in job.teachers for s in context.split.reference_folds[fold - 1]])
     else:
         models = dict(teachers)
         for teacher in sorted(teachers):

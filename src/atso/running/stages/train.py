@@ -20,7 +20,7 @@ import torch
 from atso.checkpoints import load_pretrained, load_weights, save_model
 from atso.config import Config
 from atso.modalities import Part
-from atso.inference.reliability import most_reliable, read_scores
+from atso.inference.reliability import reliable_share
 from atso.running.context import RunContext
 from atso.runtime import distributed
 from atso.runtime.determinism import job_seed
@@ -110,8 +110,8 @@ def training_pairs(job: TrainJob, context: RunContext, reliable_only: bool = Fal
         coarse = coarse or bool(offset)
         samples = split.reference_folds[fold - 1]
         if reliable_only:
-            scores = read_scores(context.run_dir.reliability_path(labeling), [s.id for s in samples])
-            chosen = set(most_reliable([s.id for s in samples], scores, context.config.teacher_student.reliability.share))
+            share = context.config.teacher_student.reliability.share
+            chosen = reliable_share(context.run_dir.reliability_path(labeling), [[s.id for s in samples]], share)
             samples = [s for s in samples if s.id in chosen]
         for sample in samples:
             # Only the image of a reference sample travels: its ground truth never reaches training.
