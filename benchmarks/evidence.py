@@ -312,9 +312,9 @@ def aggregate(name: str, experiment: Experiment, seeds: dict[int, dict[str, Any]
         "strategies": strategies,
         "final": {row: _mean_std([s.get(row) for s in per_seed]) for row in rows},
     }
-    if experiment.shared_full:  # one run, not one per seed: no spread to show
+    if experiment.shared_full:  # one run per batch of seeds, not one per seed: each run counted once
         for row in bounds:
-            summary["final"][row] = _mean_std([per_seed[0][row]])
+            summary["final"][row] = _mean_std(list(dict.fromkeys(s[row] for s in per_seed)))
     if "control" in rows:
         # What the pseudo-labels add over the same schedule without them: the headline.
         summary["over_control"] = {s: _paired(per_seed, s, "control") for s in _rows(strategies, per_seed[0])}
@@ -351,6 +351,30 @@ def aggregate(name: str, experiment: Experiment, seeds: dict[int, dict[str, Any]
     return summary
 
 
+def merge_earlier(
+    per_seed: dict[int, dict[str, Any]], earlier: dict[str, Any], name: str, experiment: Experiment
+) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """These seeds plus the seeds of an earlier results file that were not run now, in seed order.
+
+    A seed may be finished in another session (or on another machine, whose numbers differ in the
+    last bits and so along the whole trajectory): its per-seed numbers are read back as they were
+    written, with the commits they ran on. Where the bound is one shared run and the earlier seeds
+    were run without it, they take this run's bound, as every seed of one invocation does.
+    """
+    if earlier.get("experiment") != name:
+        raise ValueError(f"earlier results of {earlier.get('experiment')!r}, not {name!r}")
+    taken = sorted(int(seed) for seed in earlier.get("per_seed", {}) if int(seed) not in per_seed)
+    merged = {**{seed: dict(earlier["per_seed"][str(seed)]) for seed in taken}, **per_seed}
+    for seed in taken:  # where a seed was measured survives a merge of merged tables
+        merged[seed].setdefault("measured_by", earlier.get("command"))
+    first = next(iter(per_seed.values()), {})  # the run whose bound this invocation measured
+    for seed in taken:
+        for row in ("full", "full-m0"):
+            if experiment.shared_full and merged[seed].get(row) is None and first.get(row) is not None:
+                merged[seed][row] = first[row]
+    return dict(sorted(merged.items())), taken
+
+
 def _goals(experiment: Experiment, summary: dict[str, Any]) -> dict[str, bool | None]:
     """Issue 15's goals, each True, False, or None where the runs to judge it are missing."""
     atso = (summary.get("over_control") or {}).get("atso")
@@ -382,6 +406,8 @@ def render_markdown(summary: dict[str, Any], command: str, commit: str, wall: di
         + ", ".join(f"`{c}`" for c in sorted({c for s in summary["per_seed"].values() for c in s.get("run_commits", [])}))
         + f"; seeds {seeds}; job time per run (all sessions): "
         + ", ".join(f"{k} {v / 60:.0f} min" for k, v in wall.items()),
+        *(f"- Seed {seed}: as measured by `{numbers['measured_by']}`, read back with `--earlier`"
+          for seed, numbers in summary["per_seed"].items() if numbers.get("measured_by")),
         "",
         f"## Final test accuracy ({unit} %, mean ± std over {len(seeds)} seed{'s' if len(seeds) > 1 else ''})",
         "",
@@ -478,6 +504,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-full", action="store_true", help="skip the full-supervision bound")
     parser.add_argument("--jobs", type=int, default=1, help="chains run at once (give each OMP_NUM_THREADS cores)")
     parser.add_argument("--tables-only", action="store_true", help="run nothing: rebuild the tables from finished runs")
+    parser.add_argument("--earlier", metavar="JSON", help=(
+        "an earlier results file of this experiment (e.g. benchmarks/results/camvid-12.json): its seeds that "
+        "are not run now join the tables as they were measured, with their commits"
+    ))
     parser.add_argument("--m0-from", metavar="DIR", help=(
         "DIR/seed<S>/m0, where it exists, is an 'atso train' run of this experiment's config and seed: that "
         "seed's compare starts from its M0 ('atso compare --m0') instead of training it again (a variant of the "
@@ -486,6 +516,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     experiment = EXPERIMENTS[args.experiment]
     seeds = tuple(args.seeds or experiment.seeds)
+    earlier: dict[str, Any] = {}
+    if args.earlier:  # read before any run starts: a bad file stops the command, not its tables hours later
+        try:
+            earlier = json.loads(Path(args.earlier).read_text())
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--earlier {args.earlier}: {error}; give a results JSON this script wrote") from None
+        if earlier.get("experiment") != args.experiment:
+            raise SystemExit(f"--earlier {args.earlier}: results of {earlier.get('experiment')!r}, not {args.experiment!r}")
     out = Path(args.out or REPOSITORY / "bench_out" / "evidence" / args.experiment).resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.log"
@@ -548,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         dirs = [*runs.values(), full_dir / "full", full_dir / "full-m0"]
         per_seed[seed]["run_commits"] = sorted({_commit_file(d).read_text().strip() for d in dirs if _commit_file(d).is_file()})
+    if args.earlier:
+        per_seed, taken = merge_earlier(per_seed, earlier, args.experiment, experiment)
+        wall.update({k: v for k, v in earlier.get("wall_seconds", {}).items() if int(k.split()[1]) in taken})
     summary = aggregate(args.experiment, experiment, per_seed)
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--tables-only"]
     command = "python benchmarks/evidence.py " + " ".join(shown)

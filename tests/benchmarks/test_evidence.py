@@ -140,3 +140,51 @@ def test_m0_from_starts_each_compare_from_that_seeds_trained_m0(tmp_path, monkey
     assert compare[compare.index("--m0") + 1] == str(tmp_path / "m0s" / "seed0" / "m0")
     assert "--m0" not in commands["seed1/compare"]
     assert "--m0" not in commands["seed0/control"]  # the control starts from the compare's copy
+
+
+def test_earlier_seeds_join_the_tables_and_take_this_runs_shared_bound(tmp_path, monkeypatch):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data": {"train": {"images": "i", "masks": "m"}}, "train": {"iterations": 10}}))
+    toy = evidence.Experiment(config=str(config), recipe=(), full=("data.labeled_count=60",), seeds=(0, 1, 2), note="toy", shared_full=True)
+    monkeypatch.setitem(evidence.EXPERIMENTS, "toy", toy)
+    earlier_seeds = {
+        0: evidence.summarise_seed(_records(0.40, 0.45, 0.48, 0.50, 0.52), _one(0.41)),  # run without the bound
+        1: evidence.summarise_seed(_records(0.42, 0.44, 0.47, 0.50, 0.54), _one(0.45)),
+    }
+    earlier = evidence.aggregate("toy", toy, earlier_seeds)
+    earlier.update({"command": "python benchmarks/evidence.py toy --seeds 0 1 --no-full", "wall_seconds": {"seed 0 compare": 600.0}})
+    earlier_file = tmp_path / "toy.json"
+    earlier_file.write_text(json.dumps(earlier))
+    ran = []
+
+    def fake_run(command, log, run_dir):
+        ran.append(f"{run_dir.parent.name}/{run_dir.name}")
+        scores = {"control": 0.43, "full-m0": 0.58, "full": 0.63}
+        _finished_run(run_dir, _records(0.41, 0.46, 0.49, 0.51, 0.56) if run_dir.name == "compare" else _one(scores[run_dir.name]))
+        return 1.0
+
+    monkeypatch.setattr(evidence, "_run", fake_run)
+    out = tmp_path / "out"
+    evidence.main(["toy", "--seeds", "2", "--out", str(out), "--results", str(tmp_path / "r"), "--earlier", str(earlier_file)])
+    assert sorted(ran) == ["seed2/compare", "seed2/control", "seed2/full", "seed2/full-m0"]  # seeds 0 and 1 are not rerun
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["seeds"] == [0, 1, 2]
+    assert [summary["per_seed"][s]["full"] for s in ("0", "1", "2")] == [0.63, 0.63, 0.63]
+    assert summary["final"]["full"]["n"] == 1
+    assert summary["over_control"]["atso"]["mean"] == pytest.approx(((0.52 - 0.41) + (0.54 - 0.45) + (0.56 - 0.43)) / 3)
+    assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.63 - (0.41 + 0.45 + 0.43) / 3)
+    assert summary["per_seed"]["0"]["measured_by"] == earlier["command"] and "measured_by" not in summary["per_seed"]["2"]
+    assert summary["wall_seconds"]["seed 0 compare"] == 600.0
+    markdown = (out / "results.md").read_text()
+    assert f"- Seed 1: as measured by `{earlier['command']}`, read back with `--earlier`" in markdown
+
+
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"experiment": "another", "per_seed": {}})])
+def test_a_bad_earlier_file_stops_the_command_before_any_run(tmp_path, monkeypatch, content):
+    toy = evidence.Experiment(config="c.yaml", recipe=(), full=None, seeds=(0,), note="toy")
+    monkeypatch.setitem(evidence.EXPERIMENTS, "toy", toy)
+    monkeypatch.setattr(evidence, "_run", lambda *a: pytest.fail("a run started"))
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    with pytest.raises(SystemExit, match=str(bad)):
+        evidence.main(["toy", "--out", str(tmp_path / "out"), "--earlier", str(bad)])
