@@ -352,23 +352,21 @@ def aggregate(name: str, experiment: Experiment, seeds: dict[int, dict[str, Any]
 
 
 def merge_earlier(
-    per_seed: dict[int, dict[str, Any]], earlier: dict[str, Any], name: str, experiment: Experiment
+    per_seed: dict[int, dict[str, Any]], earlier: dict[str, Any], experiment: Experiment
 ) -> tuple[dict[int, dict[str, Any]], list[int]]:
     """These seeds plus the seeds of an earlier results file that were not run now, in seed order.
 
     A seed may be finished in another session (or on another machine, whose numbers differ in the
     last bits and so along the whole trajectory): its per-seed numbers are read back as they were
     written, with the commits they ran on. Where the bound is one shared run and the earlier seeds
-    were run without it, they take this run's bound, as every seed of one invocation does.
+    were run without it, they take this run's bound, as every seed of one invocation does. The
+    earlier file is of the same experiment: ``main`` checks that before any run starts.
     """
-    if earlier.get("experiment") != name:
-        raise ValueError(f"earlier results of {earlier.get('experiment')!r}, not {name!r}")
     taken = sorted(int(seed) for seed in earlier.get("per_seed", {}) if int(seed) not in per_seed)
     merged = {**{seed: dict(earlier["per_seed"][str(seed)]) for seed in taken}, **per_seed}
-    for seed in taken:  # where a seed was measured survives a merge of merged tables
-        merged[seed].setdefault("measured_by", earlier.get("command"))
     first = next(iter(per_seed.values()), {})  # the run whose bound this invocation measured
     for seed in taken:
+        merged[seed].setdefault("measured_by", earlier.get("command"))  # survives a merge of merged tables
         for row in ("full", "full-m0"):
             if experiment.shared_full and merged[seed].get(row) is None and first.get(row) is not None:
                 merged[seed][row] = first[row]
@@ -587,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         dirs = [*runs.values(), full_dir / "full", full_dir / "full-m0"]
         per_seed[seed]["run_commits"] = sorted({_commit_file(d).read_text().strip() for d in dirs if _commit_file(d).is_file()})
     if args.earlier:
-        per_seed, taken = merge_earlier(per_seed, earlier, args.experiment, experiment)
+        per_seed, taken = merge_earlier(per_seed, earlier, experiment)
         wall.update({k: v for k, v in earlier.get("wall_seconds", {}).items() if int(k.split()[1]) in taken})
     summary = aggregate(args.experiment, experiment, per_seed)
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--tables-only"]
