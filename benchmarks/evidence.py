@@ -351,10 +351,16 @@ def aggregate(name: str, experiment: Experiment, seeds: dict[int, dict[str, Any]
     return summary
 
 
+def _wall_key(seed: int, run: str) -> str:
+    """The key of a run's job time in ``wall_seconds`` (results files keep it, so it stays this)."""
+    return f"seed {seed} {run}"
+
+
 def merge_earlier(
     per_seed: dict[int, dict[str, Any]], earlier: dict[str, Any], experiment: Experiment
-) -> tuple[dict[int, dict[str, Any]], list[int]]:
-    """These seeds plus the seeds of an earlier results file that were not run now, in seed order.
+) -> tuple[dict[int, dict[str, Any]], dict[str, float]]:
+    """These seeds plus the seeds of an earlier results file that were not run now, in seed order,
+    and the job times of the seeds it took.
 
     A seed may be finished in another session (or on another machine, whose numbers differ in the
     last bits and so along the whole trajectory): its per-seed numbers are read back as they were
@@ -370,7 +376,9 @@ def merge_earlier(
         for row in ("full", "full-m0"):
             if experiment.shared_full and merged[seed].get(row) is None and first.get(row) is not None:
                 merged[seed][row] = first[row]
-    return dict(sorted(merged.items())), taken
+    times = earlier.get("wall_seconds", {})
+    wall = {key: times[key] for seed in taken for key in times if key.startswith(_wall_key(seed, ""))}
+    return dict(sorted(merged.items())), wall
 
 
 def _goals(experiment: Experiment, summary: dict[str, Any]) -> dict[str, bool | None]:
@@ -564,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     def run_chain(runs: list[tuple[str, Path, list[str]]], seed: int) -> dict[str, float]:
         """Run (or resume, or only read) runs one after the other; their job times."""
         return {
-            f"seed {seed} {name}": _job_time(run_dir) if args.tables_only else _run(command, log, run_dir)
+            _wall_key(seed, name): _job_time(run_dir) if args.tables_only else _run(command, log, run_dir)
             for name, run_dir, command in runs
         }
 
@@ -585,8 +593,8 @@ def main(argv: list[str] | None = None) -> int:
         dirs = [*runs.values(), full_dir / "full", full_dir / "full-m0"]
         per_seed[seed]["run_commits"] = sorted({_commit_file(d).read_text().strip() for d in dirs if _commit_file(d).is_file()})
     if args.earlier:
-        per_seed, taken = merge_earlier(per_seed, earlier, experiment)
-        wall.update({k: v for k, v in earlier.get("wall_seconds", {}).items() if int(k.split()[1]) in taken})
+        per_seed, earlier_wall = merge_earlier(per_seed, earlier, experiment)
+        wall.update(earlier_wall)
     summary = aggregate(args.experiment, experiment, per_seed)
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--tables-only"]
     command = "python benchmarks/evidence.py " + " ".join(shown)

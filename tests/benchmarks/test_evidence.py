@@ -152,7 +152,7 @@ def test_earlier_seeds_join_the_tables_and_take_this_runs_shared_bound(tmp_path,
         1: evidence.summarise_seed(_records(0.42, 0.44, 0.47, 0.50, 0.54), _one(0.45)),
     }
     earlier = evidence.aggregate("toy", toy, earlier_seeds)
-    earlier.update({"command": "python benchmarks/evidence.py toy --seeds 0 1 --no-full", "wall_seconds": {"seed 0 compare": 600.0}})
+    earlier.update({"command": "python benchmarks/evidence.py toy --seeds 0 1 --no-full", "wall_seconds": {"seed 0 compare": 600.0, "seed 2 compare": 999.0}})
     earlier_file = tmp_path / "toy.json"
     earlier_file.write_text(json.dumps(earlier))
     ran = []
@@ -175,6 +175,7 @@ def test_earlier_seeds_join_the_tables_and_take_this_runs_shared_bound(tmp_path,
     assert summary["gap_at_equal_training"]["mean"] == pytest.approx(0.63 - (0.41 + 0.45 + 0.43) / 3)
     assert summary["per_seed"]["0"]["measured_by"] == earlier["command"] and "measured_by" not in summary["per_seed"]["2"]
     assert summary["wall_seconds"]["seed 0 compare"] == 600.0
+    assert summary["wall_seconds"]["seed 2 compare"] == 1.0  # a seed run now keeps its own time
     markdown = (out / "results.md").read_text()
     assert f"- Seed 1: as measured by `{earlier['command']}`, read back with `--earlier`" in markdown
 
